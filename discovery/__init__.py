@@ -1,0 +1,1 @@
+"""Where endpoints come from: sources that publish immutable ``EndpointSet`` snapshots."""
