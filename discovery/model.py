@@ -28,7 +28,7 @@ class Endpoint:
     # endpoint (RFC 2782 SRV priority, Envoy priority levels).
     priority: int = 0
     tags: tuple[str, ...] = ()
-    meta: Mapping[str, str] = field(default=_EMPTY, compare=False, hash=False)
+    meta: Mapping[str, str] = field(default_factory=lambda: _EMPTY, compare=False, hash=False)
     zone: str | None = None
     id: str = field(init=False, compare=False, hash=False)
 
