@@ -9,7 +9,8 @@ Conditions follow Envoy's ``retry_on`` names:
 * ``connect-failure`` — the connection could not be made (nothing was sent).
 * ``reset`` — the upstream reset or closed the connection without a response.
 * ``timeout`` — the per-try timeout fired.
-* ``gateway-error`` — the upstream answered 502, 503 or 504.
+* ``gateway-error`` — the upstream answered 502, 503 or 504, or the per-try timeout fired
+  (the sidecar's own 504, as in Envoy).
 * ``5xx`` — any 5xx answer, and also connect failures, resets and per-try timeouts
   (Envoy: "or does not respond at all").
 * ``retriable-status-codes`` — the status is in ``retriable_status_codes``.
@@ -45,7 +46,8 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRAC
 _NO_RESPONSE_CONDITIONS: dict[Outcome, frozenset[str]] = {
     Outcome.CONNECT_FAILURE: frozenset({"connect-failure", "5xx"}),
     Outcome.RESET: frozenset({"reset", "5xx"}),
-    Outcome.TIMEOUT: frozenset({"timeout", "5xx"}),
+    # Envoy answers an expired per-try timeout with a 504 and retries it as a gateway error.
+    Outcome.TIMEOUT: frozenset({"timeout", "5xx", "gateway-error"}),
 }
 
 

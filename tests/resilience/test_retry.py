@@ -45,6 +45,7 @@ CONDITIONS = [
     ({"5xx"}, Outcome.CONNECT_FAILURE, None, True),
     ({"5xx"}, Outcome.RESET, None, True),
     ({"5xx"}, Outcome.TIMEOUT, None, True),
+    ({"gateway-error"}, Outcome.TIMEOUT, None, True),
     ({"5xx"}, *response(404), False),
     ({"retriable-status-codes"}, *response(409), True),
     ({"retriable-status-codes"}, *response(500), True),
@@ -74,7 +75,8 @@ def test_retry_on_conditions(
     [
         (Outcome.RESET, None, "POST", True, "method_not_idempotent"),
         (Outcome.GATEWAY_ERROR, 503, "PATCH", True, "method_not_idempotent"),
-        (Outcome.TIMEOUT, None, "POST", True, "not_retriable"),  # timeout not in defaults
+        (Outcome.TIMEOUT, None, "POST", True, "method_not_idempotent"),  # gateway-error
+        (Outcome.TIMEOUT, None, "GET", True, None),  # a per-try timeout is a gateway error
         (Outcome.CONNECT_FAILURE, None, "POST", True, None),  # nothing was sent
         (Outcome.CONNECT_FAILURE, None, "POST", False, "body_not_replayable"),
         (Outcome.CONNECT_FAILURE, None, "GET", False, "body_not_replayable"),
