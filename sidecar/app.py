@@ -1,0 +1,171 @@
+"""``Sidecar``: builds clusters, sources and listeners from a ``Config`` and runs them.
+
+Start: discovery watches (first snapshot awaited, bounded) → listeners → ready.
+Stop: not ready → stop accepting → drain in-flight requests up to ``drain_timeout`` →
+close transports and sources. Start/stop order is the only logic here; every part is built
+by its own module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from discovery.source import Source
+from resilience.clock import MONOTONIC, Clock
+from sidecar.admin import build_admin_app
+from sidecar.cluster import Cluster
+from sidecar.config.schema import Config, UpstreamConfig
+from sidecar.local_cluster import local_upstream
+from sidecar.pipeline.stack import build_stack
+from sidecar.proxy import ProxyHandler, Route, by_host, fixed
+from sidecar.sources import build_source
+from sidecar.telemetry.observer import NULL_OBSERVER, Observer
+from sidecar.transport.aiohttp_client import AiohttpTransport
+
+log = logging.getLogger("pilotfish")
+
+
+@dataclass
+class Listener:
+    name: str
+    runner: web.BaseRunner
+    address: str = ""
+    port: int = 0
+
+
+@dataclass
+class SidecarState:
+    ready: bool = False
+    draining: bool = False
+    listeners: dict[str, Listener] = field(default_factory=dict)
+
+
+class Sidecar:
+    def __init__(self, config: Config, *, clock: Clock = MONOTONIC,
+                 rng: random.Random | None = None) -> None:
+        self.config = config
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.state = SidecarState()
+        self.clusters: dict[str, Cluster] = {}
+        self.sources: dict[str, Source] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self.stack = build_stack(clock=clock, rng=self.rng)
+        self.local: Cluster | None = None
+        self.observer: Observer = NULL_OBSERVER
+
+    # -- building ---------------------------------------------------------------------
+
+    def _cluster(self, upstream: UpstreamConfig) -> Cluster:
+        transport = AiohttpTransport(connect_timeout=upstream.timeouts.connect,
+                                     idle_timeout=upstream.timeouts.idle)
+        cluster = Cluster(upstream, transport, clock=self.clock, rng=self.rng)
+        source = build_source(upstream, self.config, rng=self.rng)
+        source.watch.subscribe(cluster.update)
+        self.clusters[upstream.name] = cluster
+        self.sources[upstream.name] = source
+        return cluster
+
+    async def start(self) -> None:
+        cfg = self.config
+        if cfg.listeners.inbound is not None:
+            self.local = self._cluster(local_upstream(cfg.service))
+        for upstream in cfg.upstreams:
+            self._cluster(upstream)
+        for name, source in self.sources.items():
+            self._tasks.append(asyncio.create_task(source.run(), name=f"discovery:{name}"))
+        await self._await_first_snapshots(cfg.discovery_timeout)
+        await self._start_listeners()
+        self.state.ready = True
+        log.info("pilotfish ready: %s", ", ".join(
+            f"{name}={lst.address}:{lst.port}" for name, lst in self.state.listeners.items()))
+
+    async def _await_first_snapshots(self, timeout: float) -> None:
+        waits = [s.watch.wait_ready() for s in self.sources.values()]
+        if not waits:
+            return
+        try:
+            async with asyncio.timeout(timeout):
+                await asyncio.gather(*waits)
+        except TimeoutError:
+            missing = [n for n, s in self.sources.items() if not s.watch.ready]
+            log.warning("no endpoints yet for %s after %.1fs; not ready until they arrive",
+                        ", ".join(missing), timeout)
+
+    async def _start_listeners(self) -> None:
+        cfg = self.config
+        if self.local is not None and cfg.listeners.inbound is not None:
+            handler = ProxyHandler("inbound", fixed(Route(self.local)), self.stack,
+                                   observer=self.observer, report_attempts=False)
+            await self._serve("inbound", handler, cfg.listeners.inbound.address,
+                              cfg.listeners.inbound.port)
+        routes: dict[str, Route] = {}
+        for up in cfg.upstreams:
+            route = Route(self.clusters[up.name])
+            for host in (up.name, *up.hosts):
+                routes[host.lower()] = route
+            if up.listen is not None:
+                name = f"upstream:{up.name}"
+                handler = ProxyHandler(name, fixed(route), self.stack, observer=self.observer)
+                await self._serve(name, handler, up.listen.host, up.listen.port)
+        if cfg.listeners.egress is not None:
+            handler = ProxyHandler("egress", by_host(routes), self.stack, observer=self.observer)
+            await self._serve("egress", handler, cfg.listeners.egress.address,
+                              cfg.listeners.egress.port)
+        admin = build_admin_app(self)
+        runner = web.AppRunner(admin, access_log=None, handle_signals=False,
+                               shutdown_timeout=1.0)
+        await self._start_runner("admin", runner, cfg.listeners.admin.address,
+                                 cfg.listeners.admin.port)
+
+    async def _serve(self, name: str, handler: ProxyHandler, host: str, port: int) -> None:
+        server = web.Server(handler, access_log=None, handler_cancellation=True)
+        runner = web.ServerRunner(server, handle_signals=False,
+                                  shutdown_timeout=self.config.drain_timeout)
+        await self._start_runner(name, runner, host, port)
+
+    async def _start_runner(self, name: str, runner: web.BaseRunner, host: str,
+                            port: int) -> None:
+        await runner.setup()
+        site = web.TCPSite(runner, host, port, reuse_address=True)
+        await site.start()
+        sockets = runner.addresses
+        bound = sockets[0] if sockets else (host, port)
+        self.state.listeners[name] = Listener(name, runner, bound[0], bound[1])
+
+    # -- stopping -------------------------------------------------------------------
+
+    async def stop(self) -> None:
+        self.state.ready = False
+        self.state.draining = True
+        proxies = [lst for n, lst in self.state.listeners.items() if n != "admin"]
+        # Stop accepting and drain in-flight requests on every proxy listener at once.
+        await asyncio.gather(*(lst.runner.cleanup() for lst in proxies), return_exceptions=True)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for source in self.sources.values():
+            with contextlib.suppress(Exception):
+                await source.close()
+        for cluster in self.clusters.values():
+            await cluster.transport.close()
+        admin = self.state.listeners.get("admin")
+        if admin is not None:
+            await admin.runner.cleanup()
+        log.info("pilotfish stopped")
+
+    def address(self, name: str) -> tuple[str, int]:
+        lst = self.state.listeners[name]
+        return lst.address, lst.port
+
+    @property
+    def ready(self) -> bool:
+        return self.state.ready and all(s.watch.ready for s in self.sources.values())

@@ -1,0 +1,221 @@
+"""``Cluster``: one upstream service — its endpoints, balancer and per-endpoint state.
+
+The endpoint snapshot comes from a discovery ``Watch`` and is replaced whole; the balancer is
+rebuilt from it. Health, outlier and breaker state are keyed by endpoint id and survive
+rebuilds, so an endpoint that leaves and returns keeps its history. An endpoint is
+*available* when it is healthy (active checks), not ejected (outlier detection) and its
+breaker admits. Priority groups (DNS SRV priorities) are tried lowest first. When fewer than
+``panic_threshold`` percent of the endpoints are available the cluster is in panic and
+balances over all of them (Envoy's panic mode).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+
+from discovery.model import Endpoint, EndpointSet
+from resilience.balancer import Balancer, build_balancer
+from resilience.breaker import EndpointBreaker
+from resilience.budget import RetryBudget
+from resilience.clock import Clock
+from resilience.hashring import RingOptions
+from resilience.health import HealthTable
+from resilience.limits import ConcurrencyLimit
+from resilience.outcome import Outcome
+from resilience.outlier import Ejected, OutlierDetector
+from resilience.retry import RetryPolicy
+from sidecar.config.schema import UpstreamConfig
+from sidecar.transport.base import Transport
+
+
+class EndpointState:
+    """What the sidecar knows of one endpoint beyond its description."""
+
+    __slots__ = ("breaker", "endpoint", "failures", "id", "in_flight", "successes")
+
+    def __init__(self, endpoint: Endpoint, breaker: EndpointBreaker | None) -> None:
+        self.endpoint = endpoint
+        self.id = endpoint.id
+        self.breaker = breaker
+        self.in_flight = 0
+        self.successes = 0
+        self.failures = 0
+
+
+class _Group:
+    __slots__ = ("balancer", "ids", "priority")
+
+    def __init__(self, priority: int, ids: tuple[str, ...], balancer: Balancer[str]) -> None:
+        self.priority = priority
+        self.ids = ids
+        self.balancer = balancer
+
+
+class Cluster:
+    def __init__(self, config: UpstreamConfig, transport: Transport, *, clock: Clock,
+                 rng: random.Random) -> None:
+        self.name = config.name
+        self.config = config
+        self.transport = transport
+        self._clock = clock
+        self._rng = rng
+        self.states: dict[str, EndpointState] = {}
+        self.member_ids: tuple[str, ...] = ()
+        self._groups: list[_Group] = []
+        self.snapshot: EndpointSet | None = None
+        self.panic = False
+        self.panic_count = 0
+        self.on_ejection: list[Callable[[Ejected], None]] = []
+        cb = config.circuit_breakers
+        self.limit = ConcurrencyLimit(cb.max_requests)
+        self._breaker_cfg = cb.endpoint
+        od = config.outlier_detection
+        self.outlier = OutlierDetector(
+            clock,
+            consecutive_5xx=od.consecutive_5xx,
+            consecutive_gateway_failure=od.consecutive_gateway_failure,
+            consecutive_local_origin_failure=od.consecutive_local_origin_failure,
+            base_ejection_time=od.base_ejection_time,
+            max_ejection_time=od.max_ejection_time,
+            max_ejection_percent=od.max_ejection_percent,
+        ) if od is not None else None
+        hc = config.health_check
+        self.health = HealthTable(
+            healthy_threshold=hc.healthy_threshold,
+            unhealthy_threshold=hc.unhealthy_threshold,
+            initial_healthy=hc.initial_state == "healthy",
+        ) if hc is not None else None
+        r = config.retries
+        self.retry_policy = RetryPolicy(
+            attempts=r.attempts,
+            retry_on=frozenset(r.retry_on),
+            retriable_status_codes=frozenset(r.retriable_status_codes),
+            backoff_base=r.backoff.base,
+            backoff_max=r.backoff.max,
+        )
+        b = r.budget
+        self.budget = RetryBudget(clock, ratio=b.ratio, min_retries_per_second=b.min_per_second,
+                                  window=b.window)
+        ring = config.balancer.ring
+        self._ring = RingOptions(min_ring_size=ring.min_ring_size, max_ring_size=ring.max_ring_size)
+        self._panic_threshold = config.panic_threshold / 100.0
+        self.available = self._available  # bound once: the balancer calls it per candidate
+
+    # -- snapshots ---------------------------------------------------------------------
+
+    def update(self, snapshot: EndpointSet) -> None:
+        """Adopt a new endpoint snapshot (called by the discovery watch)."""
+        self.snapshot = snapshot
+        for ep in snapshot.endpoints:
+            state = self.states.get(ep.id)
+            if state is None:
+                self.states[ep.id] = EndpointState(ep, self._new_breaker())
+            else:
+                state.endpoint = ep  # weight/tags may change; history stays
+        self.member_ids = tuple(ep.id for ep in snapshot.endpoints)
+        if self.outlier is not None:
+            self.outlier.set_members(self.member_ids)
+        if self.health is not None:
+            self.health.set_members(self.member_ids)
+        by_priority: dict[int, list[Endpoint]] = {}
+        for ep in snapshot.endpoints:
+            by_priority.setdefault(ep.priority, []).append(ep)
+        policy = self.config.balancer.policy
+        self._groups = [
+            _Group(prio, tuple(e.id for e in eps), build_balancer(
+                policy, [(e.id, e.weight) for e in eps], rng=self._rng,
+                load=self._load, ring=self._ring))
+            for prio, eps in sorted(by_priority.items())
+        ]
+
+    def _new_breaker(self) -> EndpointBreaker | None:
+        cfg = self._breaker_cfg
+        if cfg is None:
+            return None
+        return EndpointBreaker(self._clock, fail_max=cfg.fail_max,
+                               reset_timeout=cfg.reset_timeout,
+                               success_threshold=cfg.success_threshold)
+
+    def _load(self, endpoint_id: str) -> int:
+        return self.states[endpoint_id].in_flight
+
+    # -- availability and picking --------------------------------------------------------
+
+    def _available(self, endpoint_id: str) -> bool:
+        if self.health is not None and not self.health.is_healthy(endpoint_id):
+            return False
+        if self.outlier is not None and self.outlier.is_ejected(endpoint_id):
+            return False
+        breaker = self.states[endpoint_id].breaker
+        return breaker is None or breaker.admits()
+
+    def available_count(self) -> int:
+        return sum(1 for i in self.member_ids if self._available(i))
+
+    def pick(self, hash_key: str | None, tried: list[EndpointState]) -> EndpointState | None:
+        """Choose an endpoint for one attempt, preferring ones this request has not tried."""
+        groups = self._groups
+        if not groups:
+            return None
+        available = self.available
+        if tried:
+            tried_ids = {s.id for s in tried}
+            fresh: Callable[[str], bool] = lambda i: i not in tried_ids and available(i)  # noqa: E731
+        else:
+            tried_ids = set()
+            fresh = available
+        for group in groups:
+            chosen = group.balancer.pick(hash_key, fresh)
+            if chosen is not None:
+                self._set_panic(False)
+                return self.states[chosen]
+        total = len(self.member_ids)
+        healthy = self.available_count()
+        if healthy == 0 or healthy < total * self._panic_threshold:
+            # Panic: too few endpoints look available; spread over all of them rather
+            # than overload the few (or fail everything on a bad health signal).
+            self._set_panic(self._panic_threshold > 0)
+            if self.panic:
+                not_tried: Callable[[str], bool] = lambda i: i not in tried_ids  # noqa: E731
+                for group in groups:
+                    chosen = group.balancer.pick(hash_key, not_tried)
+                    if chosen is not None:
+                        return self.states[chosen]
+        if tried:
+            # Every available endpoint was tried already: reuse one rather than fail.
+            for group in groups:
+                chosen = group.balancer.pick(hash_key, available)
+                if chosen is not None:
+                    return self.states[chosen]
+        return None
+
+    def _set_panic(self, panic: bool) -> None:
+        if panic and not self.panic:
+            self.panic_count += 1
+        self.panic = panic
+
+    def primary(self, hash_key: str) -> str | None:
+        """The endpoint a ring-hash key maps to, ignoring availability."""
+        for group in self._groups:
+            primary = getattr(group.balancer, "primary", None)
+            if primary is not None:
+                return primary(hash_key)
+        return None
+
+    # -- outcomes ------------------------------------------------------------------------
+
+    def record(self, state: EndpointState, outcome: Outcome) -> None:
+        """Feed one attempt's outcome to the outlier detector and the endpoint's stats."""
+        if outcome is Outcome.LOCAL_REJECTION:
+            return
+        if outcome is Outcome.SUCCESS:
+            state.successes += 1
+        else:
+            state.failures += 1
+        if self.outlier is not None:
+            ejected = self.outlier.record(state.id, outcome)
+            if ejected is not None:
+                for callback in self.on_ejection:
+                    callback(ejected)
+

@@ -1,0 +1,243 @@
+"""The shape of a Pilotfish config file, as frozen dataclasses.
+
+``Config`` is the root. Every field here appears in ``docs/configuration.md`` (a test
+checks it). Cross-field rules live in ``__post_init__`` so the error names its section.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from sidecar.config.build import Builder, Duration, Nested, at_least, between, field
+from sidecar.config.policies import (
+    BalancerConfig,
+    CircuitBreakersConfig,
+    HealthCheckConfig,
+    OutlierDetectionConfig,
+    RetriesConfig,
+    TimeoutsConfig,
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HostPort:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_host_port(value: object, *, allow_zero: bool = True) -> HostPort:
+    if not isinstance(value, str):
+        raise ValueError(f"expected 'host:port', got {value!r}")
+    text = value.strip()
+    if text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+    else:
+        host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"expected 'host:port', got {value!r}")
+    number = int(port)
+    if not (0 if allow_zero else 1) <= number <= 65535:
+        raise ValueError(f"port must be in 1..65535, got {number}")
+    return HostPort(host=host, port=number)
+
+
+_port = between(0, 65535)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListenerConfig:
+    address: str = field("127.0.0.1")
+    port: int = field(0, check=_port)  # 0 = an ephemeral port (tests)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListenersConfig:
+    inbound: ListenerConfig | None = field(None)
+    admin: ListenerConfig = field(default_factory=lambda: ListenerConfig(address="127.0.0.1", port=15900))
+    egress: ListenerConfig | None = field(None)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServiceCheckConfig:
+    http: str | None = field(None)  # path on the inbound listener, e.g. /health
+    ttl: Annotated[float, Duration] | None = field(None)
+    interval: Annotated[float, Duration] = field(5.0)
+    timeout: Annotated[float, Duration] = field(1.0)
+    deregister_critical_after: Annotated[float, Duration] = field(60.0)
+
+    def __post_init__(self) -> None:
+        if (self.http is None) == (self.ttl is None):
+            raise ValueError("exactly one of service.check.http or service.check.ttl is required")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServiceConfig:
+    name: str = field()
+    address: str = field("127.0.0.1")
+    port: int = field(check=between(1, 65535))
+    health_path: str = field("/health")
+    register: bool = field(False)
+    id: str | None = field(None)  # default: <name>-<hostname>-<port>
+    tags: tuple[str, ...] = field(())
+    meta: dict[str, str] = field(default_factory=dict)
+    check: ServiceCheckConfig | None = field(None)
+    timeouts: TimeoutsConfig = field(default_factory=lambda: TimeoutsConfig(total=60.0))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StaticEndpointConfig:
+    address: str = field()
+    port: int = field(check=between(1, 65535))
+    weight: int = field(1, check=at_least(1))
+    priority: int = field(0, check=at_least(0))
+
+
+def _static_list(value: Any, builder: Builder, path: str) -> tuple[StaticEndpointConfig, ...]:
+    if not isinstance(value, list) or not value:
+        raise ValueError("expected a non-empty list of 'host:port' or {address, port, weight}")
+    out: list[StaticEndpointConfig] = []
+    failed = False
+    for i, item in enumerate(value):
+        sub = f"{path}[{i}]"
+        try:
+            if isinstance(item, str):
+                hp = parse_host_port(item, allow_zero=False)
+                out.append(StaticEndpointConfig(address=hp.host, port=hp.port))
+                continue
+            built = builder.build(StaticEndpointConfig, item, sub)
+            if built is None:
+                failed = True
+            else:
+                out.append(built)
+        except ValueError as exc:
+            builder.error(sub, str(exc))
+            failed = True
+    if failed:
+        raise Nested
+    return tuple(out)
+
+
+_static_list.wants_builder = True  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConsulDiscoveryConfig:
+    service: str = field()
+    tags: tuple[str, ...] = field(())
+    passing_only: bool = field(True)
+    datacenter: str | None = field(None)
+    wait: Annotated[float, Duration] = field(55.0)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DnsRefreshConfig:
+    min: Annotated[float, Duration] = field(1.0)
+    max: Annotated[float, Duration] = field(60.0)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DnsSrvDiscoveryConfig:
+    name: str = field()
+    nameservers: tuple[str, ...] = field(())  # empty = the system's resolvers
+    refresh: DnsRefreshConfig = field(default_factory=DnsRefreshConfig)
+    timeout: Annotated[float, Duration] = field(2.0)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DiscoveryConfig:
+    static: tuple[StaticEndpointConfig, ...] | None = field(None, parse=_static_list)
+    consul: ConsulDiscoveryConfig | None = field(None)
+    dns_srv: DnsSrvDiscoveryConfig | None = field(None)
+
+    def __post_init__(self) -> None:
+        chosen = [n for n in ("static", "consul", "dns_srv") if getattr(self, n) is not None]
+        if len(chosen) != 1:
+            raise ValueError("exactly one of static, consul or dns_srv is required")
+
+    @property
+    def kind(self) -> str:
+        return "static" if self.static is not None else "consul" if self.consul else "dns_srv"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HeaderRules:
+    add: dict[str, str] = field(default_factory=dict)
+    remove: tuple[str, ...] = field(())
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RewriteConfig:
+    host: str | None = field(None)
+    strip_prefix: str | None = field(None)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UpstreamConfig:
+    name: str = field()
+    listen: HostPort | None = field(None, parse=parse_host_port)
+    hosts: tuple[str, ...] = field(())  # Host names routed here by the egress listener
+    discovery: DiscoveryConfig = field()
+    balancer: BalancerConfig = field(default_factory=BalancerConfig)
+    request_headers: HeaderRules = field(default_factory=HeaderRules)
+    response_headers: HeaderRules = field(default_factory=HeaderRules)
+    rewrite: RewriteConfig = field(default_factory=RewriteConfig)
+    timeouts: TimeoutsConfig = field(default_factory=TimeoutsConfig)
+    retries: RetriesConfig = field(default_factory=RetriesConfig)
+    circuit_breakers: CircuitBreakersConfig = field(default_factory=CircuitBreakersConfig)
+    outlier_detection: OutlierDetectionConfig | None = field(
+        default_factory=OutlierDetectionConfig)
+    health_check: HealthCheckConfig | None = field(None)
+    panic_threshold: int = field(50, check=between(0, 100))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConsulTlsConfig:
+    ca_file: str | None = field(None)
+    cert_file: str | None = field(None)
+    key_file: str | None = field(None)
+    verify: bool = field(True)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConsulConfig:
+    address: str = field("127.0.0.1:8500")
+    scheme: Literal["http", "https"] = field("http")
+    token: str | None = field(None)
+    datacenter: str | None = field(None)
+    tls: ConsulTlsConfig = field(default_factory=ConsulTlsConfig)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TracingConfig:
+    enabled: bool = field(True)
+    service_name: str | None = field(None)  # default: service.name
+    endpoint: str | None = field(None)  # OTLP/HTTP traces URL; None = do not export
+    sampler: Literal[
+        "always_on", "always_off", "traceidratio",
+        "parentbased_always_on", "parentbased_always_off", "parentbased_traceidratio",
+    ] = field("parentbased_traceidratio")
+    sampler_arg: float = field(1.0, check=between(0, 1))
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AccessLogConfig:
+    enabled: bool = field(True)
+    path: str = field("-")  # "-" = stdout
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    service: ServiceConfig = field()
+    listeners: ListenersConfig = field(default_factory=ListenersConfig)
+    upstreams: tuple[UpstreamConfig, ...] = field(())
+    consul: ConsulConfig = field(default_factory=ConsulConfig)
+    tracing: TracingConfig = field(default_factory=TracingConfig)
+    access_log: AccessLogConfig = field(default_factory=AccessLogConfig)
+    drain_timeout: Annotated[float, Duration] = field(10.0)
+    discovery_timeout: Annotated[float, Duration] = field(5.0)  # wait for first snapshots
+    log_level: Literal["debug", "info", "warning", "error"] = field("info")

@@ -1,0 +1,52 @@
+"""Failures the sidecar answers itself, each with its status, reason and response flag.
+
+The body names the cause and ``x-pilotfish-error`` carries the reason, so a caller can tell
+a sidecar decision from an upstream answer.
+"""
+
+from __future__ import annotations
+
+from resilience.outcome import Outcome
+
+
+class ProxyError(Exception):
+    status = 502
+    reason = "upstream_error"
+    flag = ""
+    outcome = Outcome.LOCAL_REJECTION
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(detail or self.reason)
+        self.detail = detail
+
+
+class NoHealthyUpstream(ProxyError):
+    status, reason, flag = 503, "no_healthy_upstream", "UH"
+
+
+class Overflow(ProxyError):
+    status, reason, flag = 503, "overflow", "UO"
+
+
+class ConnectFailure(ProxyError):
+    status, reason, flag, outcome = 502, "connect_failure", "UF", Outcome.CONNECT_FAILURE
+
+
+class UpstreamReset(ProxyError):
+    status, reason, flag, outcome = 502, "upstream_reset", "UR", Outcome.RESET
+
+
+class UpstreamTimeout(ProxyError):
+    status, reason, flag, outcome = 504, "upstream_timeout", "UT", Outcome.TIMEOUT
+
+
+class DeadlineExceeded(ProxyError):
+    status, reason, flag, outcome = 504, "deadline_exceeded", "UT", Outcome.TIMEOUT
+
+
+class NoRoute(ProxyError):
+    status, reason, flag = 404, "no_route", "NR"
+
+
+class BadRequest(ProxyError):
+    status, reason, flag = 400, "bad_request", "NR"

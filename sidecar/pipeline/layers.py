@@ -1,0 +1,212 @@
+"""The layers of the outbound request path, each wrapping the next handler.
+
+Order (outermost first) is fixed in ``sidecar.pipeline.stack``: Deadline → Retry → Pick →
+Endpoint → PerTryTimeout → Transport. Every layer is ``async (Exchange) -> UpstreamResponse``
+and raises ``ProxyError`` for failures the sidecar answers itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+
+from resilience.clock import Clock
+from resilience.deadline import Deadline
+from resilience.outcome import Outcome, classify_status
+from resilience.retry import GiveUp
+from sidecar.pipeline.errors import (
+    DeadlineExceeded,
+    NoHealthyUpstream,
+    ProxyError,
+    UpstreamTimeout,
+)
+from sidecar.pipeline.exchange import Exchange
+from sidecar.transport.base import UpstreamResponse
+
+Handler = Callable[[Exchange], Awaitable[UpstreamResponse]]
+
+
+class BreakerRejected(ProxyError):
+    """The picked endpoint's breaker refused the attempt (its half-open permit is out)."""
+
+    status, reason, flag = 503, "breaker_open", "UO"
+
+
+class DeadlineLayer:
+    """The total timeout: covers every attempt and backoff of one request."""
+
+    def __init__(self, inner: Handler, clock: Clock) -> None:
+        self.inner = inner
+        self.clock = clock
+
+    async def __call__(self, ex: Exchange) -> UpstreamResponse:
+        total = ex.cluster.config.timeouts.total
+        if not total:
+            return await self.inner(ex)
+        ex.deadline = Deadline(self.clock, total)
+        try:
+            async with asyncio.timeout(total):
+                return await self.inner(ex)
+        except TimeoutError:
+            ex.outcome = Outcome.TIMEOUT
+            raise DeadlineExceeded(f"no answer within the total timeout of {total:g}s") from None
+
+
+class RetryLayer:
+    """Retries per the cluster's policy, within its retry budget."""
+
+    def __init__(self, inner: Handler, rng: random.Random) -> None:
+        self.inner = inner
+        self.rng = rng
+
+    async def __call__(self, ex: Exchange) -> UpstreamResponse:
+        cluster = ex.cluster
+        policy = cluster.retry_policy
+        budget = cluster.budget
+        budget.record_request()
+        retries = 0
+        while True:
+            failure: ProxyError | None = None
+            resp: UpstreamResponse | None = None
+            try:
+                resp = await self.inner(ex)
+            except NoHealthyUpstream:
+                raise
+            except ProxyError as exc:
+                failure = exc
+            outcome = ex.outcome
+            if resp is not None and (outcome is Outcome.SUCCESS or outcome is None):
+                return resp
+            remaining = ex.deadline.remaining() if ex.deadline is not None else float("inf")
+            decision = policy.decide(
+                outcome=outcome or Outcome.LOCAL_REJECTION,
+                status=resp.status if resp is not None else None,
+                method=ex.method, retries_done=retries, replayable=ex.replayable,
+                remaining=remaining, rng=self.rng,
+            )
+            if isinstance(decision, GiveUp):
+                if decision.reason == "attempts_exhausted" and retries:
+                    ex.add_flag("URX")
+                return _give_up(resp, failure)
+            if not budget.try_withdraw():
+                ex.add_flag("URX")
+                ex.observer.event(ex, "retry_budget_exhausted", {})  # observer hook
+                return _give_up(resp, failure)
+            ex.observer.event(ex, "retry", {"pilotfish.retry.delay_s": decision.delay,
+                                            "pilotfish.outcome": (outcome.value if outcome
+                                                                  else "local_rejection")})
+            if resp is not None:
+                resp.close()  # the failed answer is replaced by the retry's
+            retries += 1
+            if decision.delay > 0:
+                await asyncio.sleep(decision.delay)
+
+
+def _give_up(resp: UpstreamResponse | None, failure: ProxyError | None) -> UpstreamResponse:
+    if resp is not None:
+        return resp
+    assert failure is not None
+    raise failure
+
+
+class PickLayer:
+    """Chooses the endpoint for this attempt (balancer over available endpoints)."""
+
+    def __init__(self, inner: Handler) -> None:
+        self.inner = inner
+
+    async def __call__(self, ex: Exchange) -> UpstreamResponse:
+        cluster = ex.cluster
+        skipped = 0
+        while True:
+            state = cluster.pick(ex.hash_key, ex.tried)
+            if state is None:
+                ex.outcome = Outcome.LOCAL_REJECTION
+                raise NoHealthyUpstream(f"no healthy endpoint in cluster {cluster.name!r}")
+            ex.endpoint = state
+            try:
+                return await self.inner(ex)
+            except BreakerRejected:
+                # Lost the race for a half-open permit: another endpoint takes this one.
+                ex.observer.event(ex, "breaker_rejected", {"pilotfish.endpoint": state.id})
+                skipped += 1
+                ex.tried.append(state)
+                if skipped > len(cluster.member_ids):
+                    raise
+
+
+class EndpointLayer:
+    """Breaker admission, in-flight count, and recording of the attempt's ``Outcome``."""
+
+    def __init__(self, inner: Handler) -> None:
+        self.inner = inner
+
+    async def __call__(self, ex: Exchange) -> UpstreamResponse:
+        state = ex.endpoint
+        assert state is not None
+        breaker = state.breaker
+        permit = None
+        if breaker is not None:
+            permit = breaker.try_acquire()
+            if permit is None:
+                raise BreakerRejected(f"breaker of {state.id} is open")
+        ex.attempts += 1
+        ex.tried.append(state)
+        state.in_flight += 1
+        outcome = Outcome.LOCAL_REJECTION
+        try:
+            resp = await self.inner(ex)
+            outcome = classify_status(resp.status)
+            return resp
+        except ProxyError as exc:
+            outcome = exc.outcome
+            raise
+        finally:
+            state.in_flight -= 1
+            ex.outcome = outcome
+            if permit is not None:
+                # A cancelled attempt (downstream gone, deadline) says nothing of the endpoint.
+                permit.record(outcome)
+            ex.cluster.record(state, outcome)
+
+
+class PerTryTimeoutLayer:
+    """Bounds one attempt by min(per_try_timeout, time left before the deadline)."""
+
+    def __init__(self, inner: Handler) -> None:
+        self.inner = inner
+
+    async def __call__(self, ex: Exchange) -> UpstreamResponse:
+        per_try = ex.cluster.config.retries.per_try_timeout or None
+        budget = ex.deadline.budget_for_try(per_try) if ex.deadline is not None else per_try
+        if budget is None:
+            return await self.inner(ex)
+        try:
+            async with asyncio.timeout(budget):
+                return await self.inner(ex)
+        except TimeoutError:
+            raise UpstreamTimeout(f"{ex.endpoint.id if ex.endpoint else '?'} did not answer "
+                                  f"within {budget:g}s") from None
+
+
+class TransportLayer:
+    """Sends the attempt over the cluster's transport; one physical attempt each call."""
+
+    async def __call__(self, ex: Exchange) -> UpstreamResponse:
+        state = ex.endpoint
+        assert state is not None
+        observer = ex.observer
+        token = observer.attempt_start(ex)  # observer hook
+        try:
+            resp = await ex.cluster.transport.send(state.endpoint, ex.method, ex.path,
+                                                   ex.headers, ex.body)
+        except ProxyError as exc:
+            observer.attempt_end(token, ex, exc.outcome, None, exc.reason)  # observer hook
+            raise
+        except asyncio.CancelledError:
+            observer.attempt_end(token, ex, Outcome.TIMEOUT, None, "cancelled")  # observer hook
+            raise
+        ex.status = resp.status
+        observer.attempt_end(token, ex, classify_status(resp.status), resp.status, None)
+        return resp

@@ -1,0 +1,206 @@
+"""The listener side of a proxy hop: aiohttp request in, upstream response streamed out.
+
+``ProxyHandler`` turns a downstream request into an ``Exchange`` (headers filtered, body
+buffered only when small enough to replay), runs it through the pipeline stack, and
+streams the upstream answer back. Failures the sidecar decides are answered with their
+status, a one-line body and ``x-pilotfish-error``. Nothing here parses config or logs on
+the success path.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+from sidecar.cluster import Cluster
+from sidecar.pipeline.errors import BadRequest, NoRoute, Overflow, ProxyError, UpstreamReset
+from sidecar.pipeline.exchange import Exchange
+from sidecar.pipeline.hashing import KeyOf, key_function
+from sidecar.pipeline.headers import HeaderRules, forwardable
+from sidecar.pipeline.layers import Handler
+from sidecar.telemetry.observer import NULL_OBSERVER, Observer
+from sidecar.transport.base import UpstreamResponse
+
+SMALL_BODY = 64 * 1024  # answers up to this size are read whole and written in one go
+_NO_BODY_STATUSES = frozenset((204, 304))
+
+
+class Route:
+    """Everything per-cluster the handler needs, compiled once from config."""
+
+    __slots__ = ("cluster", "key_of", "max_replay", "request_rules", "response_rules",
+                 "rewrite_host", "strip_prefix")
+
+    def __init__(self, cluster: Cluster) -> None:
+        cfg = cluster.config
+        self.cluster = cluster
+        self.request_rules = HeaderRules(cfg.request_headers.add, cfg.request_headers.remove)
+        self.response_rules = HeaderRules(cfg.response_headers.add, cfg.response_headers.remove)
+        self.rewrite_host = cfg.rewrite.host
+        self.strip_prefix = (cfg.rewrite.strip_prefix or "").rstrip("/") or None
+        self.key_of: KeyOf | None = key_function(cfg.balancer.hash_on)
+        self.max_replay = cfg.retries.max_replay_bytes if cfg.retries.attempts else 0
+
+
+Router = Callable[[web.BaseRequest], Route]
+
+
+def fixed(route: Route) -> Router:
+    return lambda request: route
+
+
+def by_host(routes: dict[str, Route]) -> Router:
+    """Egress routing: only configured upstreams are reachable, by their Host name."""
+
+    def route(request: web.BaseRequest) -> Route:
+        host = (request.headers.get("Host") or "").lower()
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        found = routes.get(name) or routes.get(host)
+        if found is None:
+            raise NoRoute(f"no upstream is configured for Host {host!r}")
+        return found
+
+    return route
+
+
+class ProxyHandler:
+    def __init__(self, listener: str, router: Router, stack: Handler, *,
+                 observer: Observer = NULL_OBSERVER, scheme: str = "http",
+                 report_attempts: bool = True) -> None:
+        self.listener = listener
+        self.router = router
+        self.stack = stack
+        self.observer = observer
+        self.scheme = scheme
+        self.report_attempts = report_attempts
+
+    async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
+        observer = self.observer
+        ctx = observer.request_start(self.listener, request)  # observer hook
+        holder: list[Exchange] = []
+        status = 0
+        error: str | None = "downstream_disconnect"
+        response: web.StreamResponse | None = None
+        try:
+            response = await self._handle(request, ctx, holder)
+            status = response.status
+            error = response.headers.get("x-pilotfish-error")
+            return response
+        finally:
+            sent = response.body_length if response is not None and response.prepared else 0
+            observer.request_end(ctx, self.listener, request, holder[0] if holder else None,
+                                 status, error, sent)  # observer hook
+
+    async def _handle(self, request: web.BaseRequest, ctx: object,
+                      holder: list[Exchange]) -> web.StreamResponse:
+        ex: Exchange | None = None
+        try:
+            if not request.raw_path.startswith("/"):
+                raise BadRequest("absolute-form and authority-form request targets are refused")
+            if "Upgrade" in request.headers:
+                return _error(501, "upgrade_not_supported",
+                              "protocol upgrades (WebSocket) are not proxied")
+            route = self.router(request)
+            cluster = route.cluster
+            if not cluster.limit.try_acquire():
+                raise Overflow(f"cluster {cluster.name!r} has {cluster.limit.limit} requests in flight")
+            try:
+                ex = await self._exchange(request, route, ctx)
+                holder.append(ex)
+                resp = await self.stack(ex)
+                return await self._respond(request, ex, route, resp)
+            finally:
+                cluster.limit.release()
+        except ProxyError as exc:
+            if ex is not None:
+                ex.add_flag(exc.flag)
+            response = _error(exc.status, exc.reason, str(exc))
+            if ex is not None and self.report_attempts:
+                response.headers["x-pilotfish-attempts"] = str(ex.attempts)
+            return response
+
+    async def _exchange(self, request: web.BaseRequest, route: Route, ctx: object) -> Exchange:
+        headers = forwardable(request.headers, route.request_rules)
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        client_ip = peer[0] if peer else ""
+        prior = headers.get("X-Forwarded-For")
+        headers["X-Forwarded-For"] = f"{prior}, {client_ip}" if prior else client_ip
+        headers.setdefault("X-Forwarded-Proto", self.scheme)
+        host = request.headers.get("Host")
+        if host:
+            headers.setdefault("X-Forwarded-Host", host)
+        request_id = headers.get("x-request-id")
+        if not request_id:
+            request_id = os.urandom(16).hex()
+            headers["x-request-id"] = request_id
+        if route.rewrite_host:
+            headers["Host"] = route.rewrite_host
+        path = request.raw_path
+        if route.strip_prefix and (path == route.strip_prefix
+                                   or path.startswith(route.strip_prefix + "/")
+                                   or path.startswith(route.strip_prefix + "?")):
+            path = path[len(route.strip_prefix):]
+            if not path.startswith("/"):
+                path = "/" + path
+        body: object = None
+        replayable = True
+        if request.body_exists:
+            length = request.content_length
+            if length is not None and length <= route.max_replay:
+                body = await request.read()
+            else:
+                body = request.content  # streamed once, never replayed
+                replayable = False
+        ex = Exchange(request.method, path, headers, body, replayable, client_ip, request_id,
+                      route.cluster, self.observer, ctx)
+        if route.key_of is not None:
+            ex.hash_key = route.key_of(request, client_ip)
+        return ex
+
+    async def _respond(self, request: web.BaseRequest, ex: Exchange, route: Route,
+                       resp: UpstreamResponse) -> web.StreamResponse:
+        headers = forwardable(resp.headers, route.response_rules)
+        if self.report_attempts:
+            headers["x-pilotfish-attempts"] = str(ex.attempts)
+        length = resp.content_length
+        if request.method == "HEAD" or resp.status in _NO_BODY_STATUSES:
+            resp.release()
+            out = web.StreamResponse(status=resp.status, reason=resp.reason, headers=headers)
+            await out.prepare(request)
+            await out.write_eof()
+            return out
+        if length is not None and length <= SMALL_BODY:
+            try:
+                body = await resp.read()
+            except UpstreamReset:
+                resp.close()
+                raise
+            resp.release()
+            return web.Response(status=resp.status, reason=resp.reason, headers=headers, body=body)
+        out = web.StreamResponse(status=resp.status, reason=resp.reason, headers=headers)
+        await out.prepare(request)
+        try:
+            async for chunk in resp.iter_chunks():
+                await out.write(chunk)
+        except UpstreamReset:
+            resp.close()
+            ex.add_flag("UPE")
+            # Headers are gone already: the only honest signal left is to cut the connection.
+            if request.transport is not None:
+                request.transport.close()
+            return out
+        except BaseException:
+            resp.close()
+            ex.add_flag("DC")
+            raise
+        resp.release()
+        await out.write_eof()
+        return out
+
+
+def _error(status: int, reason: str, detail: str) -> web.Response:
+    headers = CIMultiDict({"x-pilotfish-error": reason, "Content-Type": "text/plain"})
+    return web.Response(status=status, headers=headers, text=f"{reason}: {detail}\n")

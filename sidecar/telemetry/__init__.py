@@ -1,0 +1,1 @@
+"""Traces, metrics and the access log, behind one ``Observer`` the pipeline calls."""

@@ -1,0 +1,1 @@
+"""Upstream transports behind one small interface (``Transport``)."""
