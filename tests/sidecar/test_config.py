@@ -1,0 +1,179 @@
+"""Config parsing: shapes, defaults, units, environment, and error messages by path."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from resilience.clock import FakeClock
+from sidecar.config import ConfigError, load_text, redacted
+from sidecar.config.units import parse_duration, parse_size
+from sidecar.pipeline.stack import LAYER_ORDER, build_stack, layers_of
+
+EXAMPLE = """
+service: {name: orders, address: 127.0.0.1, port: 8080}
+listeners:
+  inbound: {address: 0.0.0.0, port: 15000}
+  admin:   {address: 127.0.0.1, port: 15900}
+upstreams:
+  - name: payments
+    listen: 127.0.0.1:9191
+    discovery: {static: [10.0.0.5:8080, {address: 10.0.0.6, port: 8080, weight: 3}]}
+    balancer: {policy: ring_hash, hash_on: "header:x-user-id"}
+    request_headers: {add: {x-via: pilotfish}, remove: [x-internal]}
+    rewrite: {host: payments.internal, strip_prefix: /api}
+"""
+
+
+def errors_of(text: str, env: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_text(text, environ=env or {})
+    return info.value.errors
+
+
+def test_the_documented_example_parses_with_envoy_defaults():
+    cfg = load_text(EXAMPLE, environ={})
+    up = cfg.upstreams[0]
+    assert up.listen is not None and (up.listen.host, up.listen.port) == ("127.0.0.1", 9191)
+    assert [(e.address, e.port, e.weight) for e in up.discovery.static] == [
+        ("10.0.0.5", 8080, 1), ("10.0.0.6", 8080, 3)]
+    assert str(up.balancer.hash_on) == "header:x-user-id"
+    assert up.request_headers.add == {"x-via": "pilotfish"}
+    assert up.rewrite.strip_prefix == "/api"
+    assert up.retries.attempts == 2 and up.retries.per_try_timeout == 1.0
+    assert up.retries.max_replay_bytes == 64 * 1024
+    assert up.timeouts.total == 15.0 and up.timeouts.idle == 4.0
+    assert up.circuit_breakers.max_requests == 1024
+    assert up.outlier_detection is not None and up.outlier_detection.max_ejection_percent == 50
+    assert up.panic_threshold == 50
+    assert cfg.drain_timeout == 10.0
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("250ms", 0.25), ("5s", 5.0), ("1m", 60.0), ("1h30m", 5400.0), (2, 2.0), ("1.5s", 1.5)])
+def test_durations(text, seconds):
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("bad", ["5", "5 s", "s", "-1s", "", True, [1]])
+def test_bad_durations(bad):
+    with pytest.raises(ValueError):
+        parse_duration(bad)
+
+
+@pytest.mark.parametrize(("text", "size"), [("64KiB", 65536), ("1MiB", 1048576), ("1kb", 1000),
+                                            (512, 512), ("10B", 10)])
+def test_sizes(text, size):
+    assert parse_size(text) == size
+
+
+def test_every_error_is_reported_by_path_with_did_you_mean():
+    errors = errors_of("""
+service: {name: s, port: 1}
+upstreams:
+  - name: ok
+    listen: 127.0.0.1:1
+    discovery: {static: [127.0.0.1:2]}
+  - name: bad
+    listen: 127.0.0.1:3
+    discovery: {static: [10.0.0.5:99999]}
+    balancer: {policy: fastest}
+    retires: {}
+    retries: {attempts: -1, per_try_timeout: 5q, retry_on: [sometimes]}
+    timeouts: {conect: 1s}
+""")
+    assert errors == [
+        "upstreams[1].retires: unknown key; did you mean 'retries'?",
+        "upstreams[1].discovery.static[0]: port must be in 1..65535, got 99999",
+        "upstreams[1].balancer.policy: unknown policy 'fastest'; expected one of: "
+        "least_request, random, ring_hash, round_robin, weighted_round_robin",
+        "upstreams[1].timeouts.conect: unknown key; did you mean 'connect'?",
+        "upstreams[1].retries.attempts: must be >= 0, got -1",
+        "upstreams[1].retries.retry_on: unknown condition 'sometimes'; expected one of: "
+        "5xx, connect-failure, gateway-error, reset, retriable-status-codes, timeout",
+        "upstreams[1].retries.per_try_timeout: expected a duration like '250ms', '5s' or '1m', "
+        "got '5q'",
+    ]
+
+
+@pytest.mark.parametrize(("snippet", "expected"), [
+    ("service: {name: s}", "service.port: required"),
+    ("service: {name: s, port: 1}\nupstreams: [{name: a, discovery: {static: [x:1]}}]",
+     "upstreams[0].listen: required unless listeners.egress routes to it by Host"),
+    ("service: {name: s, port: 1}\nupstreams: [{name: a, listen: '1.2.3.4:5', discovery: {}}]",
+     "upstreams[0].discovery: exactly one of static, consul or dns_srv is required"),
+    ("service: {name: s, port: 1}\nupstreams: [{name: a, listen: 'nope', discovery: {static: [a:1]}}]",
+     "upstreams[0].listen: expected 'host:port', got 'nope'"),
+    ("service: {name: s, port: 1}\nupstreams: [{name: a, listen: 'h:1', discovery: {static: [a:1]},"
+     " balancer: {policy: ring_hash}}]",
+     "upstreams[0].balancer: balancer.hash_on is required with policy ring_hash"),
+    ("service: {name: s, port: 1}\nupstreams: [{name: a, listen: 'h:1', discovery: {static: [a:1]},"
+     " balancer: {policy: ring_hash, hash_on: 'body'}}]",
+     "upstreams[0].balancer.hash_on: unknown hash source 'body'; expected one of: cookie, header, "
+     "path, query, source_ip"),
+    ("service: {name: s, port: 1}\nlisteners: {admin: {port: 9}}\nupstreams: [{name: a, "
+     "listen: '127.0.0.1:9', discovery: {static: [a:1]}}]",
+     "upstreams[0].listen: 127.0.0.1:9 is already used by listeners.admin"),
+    ("service: {name: s, port: 1}\nupstreams: [{name: a, listen: 'h:1', discovery: {static: [a:1]}},"
+     " {name: a, listen: 'h:2', discovery: {static: [a:1]}}]",
+     "upstreams[1].name: 'a' is already the name of upstreams[0]"),
+    ("service: {name: s, port: 1}\nlog_level: loud",
+     "log_level: unknown value 'loud'; expected one of: debug, error, info, warning"),
+    ("service: {name: s, port: 1}\ndrain_timeout: true",
+     "drain_timeout: expected a duration like '250ms', '5s' or '1m', got True"),
+    ("service: [1]", "service: expected a mapping, got a list"),
+    ("service: {name: s, port: 1\n", "invalid YAML at line 2, column 1: expected ',' or '}', but got '<stream end>'"),
+])
+def test_single_errors(snippet, expected):
+    assert expected in errors_of(snippet)
+
+
+def test_environment_overrides_and_interpolation():
+    env = {"CONSUL_HTTP_ADDR": "https://consul.local:8501", "CONSUL_HTTP_TOKEN": "s3cr3t",
+           "OTEL_SERVICE_NAME": "orders-sidecar", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://jaeger:4318/",
+           "OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.25", "APP_PORT": "8081"}
+    cfg = load_text("service: {name: s, port: '${APP_PORT}', address: '${APP_HOST:-127.0.0.2}'}",
+                    environ=env)
+    assert cfg.service.port == 8081 and cfg.service.address == "127.0.0.2"
+    assert (cfg.consul.scheme, cfg.consul.address, cfg.consul.token) == ("https", "consul.local:8501", "s3cr3t")
+    assert cfg.tracing.service_name == "orders-sidecar"
+    assert cfg.tracing.endpoint == "http://jaeger:4318/v1/traces"
+    assert (cfg.tracing.sampler, cfg.tracing.sampler_arg) == ("traceidratio", 0.25)
+    plain = redacted(cfg)
+    assert plain["consul"]["token"] == "<redacted>"
+    assert "s3cr3t" not in repr(plain)
+    assert "service.name: environment variable MISSING is not set" in errors_of(
+        "service: {name: '${MISSING}', port: 1}")
+
+
+def test_configs_are_frozen():
+    cfg = load_text(EXAMPLE, environ={})
+    with pytest.raises(AttributeError):
+        cfg.upstreams[0].retries.attempts = 5  # type: ignore[misc]
+
+
+def test_the_pipeline_order_is_pinned():
+    assert LAYER_ORDER == ("deadline", "retry", "pick", "endpoint", "per_try_timeout", "transport")
+    assert layers_of(build_stack(clock=FakeClock(), rng=random.Random(1))) == list(LAYER_ORDER)
+
+
+def test_check_config_cli_exit_codes(tmp_path: Path):
+    good = tmp_path / "good.yaml"
+    good.write_text(EXAMPLE)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(EXAMPLE.replace("ring_hash", "fastest").replace("strip_prefix", "strip"))
+    ok = subprocess.run([sys.executable, "-m", "sidecar", "check-config", str(good)],
+                        capture_output=True, text=True, check=False)
+    assert ok.returncode == 0, ok.stderr
+    failed = subprocess.run([sys.executable, "-m", "sidecar", "check-config", str(bad)],
+                            capture_output=True, text=True, check=False)
+    assert failed.returncode == 2
+    assert "upstreams[0].balancer.policy: unknown policy 'fastest'" in failed.stderr
+    assert "upstreams[0].rewrite.strip: unknown key; did you mean 'strip_prefix'?" in failed.stderr
+    version = subprocess.run([sys.executable, "-m", "sidecar", "--version"], capture_output=True,
+                             text=True, check=False)
+    assert version.returncode == 0 and "pilotfish" in version.stdout

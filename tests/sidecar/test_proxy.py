@@ -1,0 +1,241 @@
+"""Data-plane behaviour through a real sidecar and real aiohttp backends on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import aiohttp
+from aiohttp import web
+
+from tests.sidecar.harness import config_yaml, url
+
+
+def closed_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+async def test_each_upstream_listener_routes_to_its_own_cluster(backends, sidecar_factory, client):
+    a, b = await backends(2)
+    sc = await sidecar_factory(config_yaml([
+        {"name": "alpha", "discovery": {"static": [a.address]}},
+        {"name": "beta", "discovery": {"static": [b.address]}},
+    ]))
+    async with client.get(url(sc, "upstream:alpha", "/one")) as r:
+        assert (await r.text()).startswith(f"{a.name} GET /one")
+    async with client.get(url(sc, "upstream:beta", "/two")) as r:
+        assert (await r.text()).startswith(f"{b.name} GET /two")
+
+
+async def test_inbound_listener_forwards_to_the_local_app(backends, sidecar_factory, client):
+    (app,) = await backends(1)
+    sc = await sidecar_factory(config_yaml([], service_port=app.port, inbound=True))
+    async with client.get(url(sc, "inbound", "/orders/7?x=1")) as r:
+        assert r.status == 200
+        assert (await r.text()).startswith(f"{app.name} GET /orders/7?x=1")
+        assert "x-pilotfish-attempts" not in r.headers
+
+
+async def test_header_rules_forwarded_headers_and_rewrite(backends, sidecar_factory, client):
+    (b,) = await backends(1)
+    sc = await sidecar_factory(config_yaml([{
+        "name": "payments",
+        "discovery": {"static": [b.address]},
+        "request_headers": {"add": {"x-via": "pilotfish"}, "remove": ["x-internal"]},
+        "response_headers": {"add": {"x-served-by": "pilotfish"}, "remove": ["x-backend"]},
+        "rewrite": {"host": "payments.internal", "strip_prefix": "/api"},
+    }]))
+    headers = {
+        "x-internal": "secret", "Connection": "keep-alive, x-hop", "x-hop": "drop me",
+        "Keep-Alive": "timeout=5", "X-Forwarded-For": "10.1.1.1", "x-request-id": "req-42",
+        "TE": "trailers", "x-kept": "yes",
+    }
+    async with client.get(url(sc, "upstream:payments", "/api/pay?id=3"), headers=headers) as r:
+        assert r.status == 200
+        assert r.headers["x-served-by"] == "pilotfish"
+        assert "x-backend" not in r.headers
+    seen = {k.lower(): v for k, v in b.requests[-1]["headers"].items()}
+    assert b.requests[-1]["path"] == "/pay?id=3"
+    assert seen["host"] == "payments.internal"
+    assert seen["x-via"] == "pilotfish"
+    assert seen["x-kept"] == "yes"
+    for gone in ("x-internal", "x-hop", "keep-alive", "te"):
+        assert gone not in seen, gone
+    assert seen["x-forwarded-for"] == "10.1.1.1, 127.0.0.1"
+    assert seen["x-forwarded-proto"] == "http"
+    assert seen["x-forwarded-host"].startswith("127.0.0.1:")
+    assert seen["x-request-id"] == "req-42"
+
+
+async def test_request_id_is_generated_when_absent(backends, sidecar_factory, client):
+    (b,) = await backends(1)
+    sc = await sidecar_factory(config_yaml([{"name": "a", "discovery": {"static": [b.address]}}]))
+    for _ in range(2):
+        async with client.get(url(sc, "upstream:a", "/")) as r:
+            assert r.status == 200
+    ids = [{k.lower(): v for k, v in req["headers"].items()}.get("x-request-id") for req in b.requests]
+    assert all(i and len(i) == 32 for i in ids)
+    assert ids[0] != ids[1]
+
+
+async def test_strip_prefix_only_strips_a_whole_segment(backends, sidecar_factory, client):
+    (b,) = await backends(1)
+    sc = await sidecar_factory(config_yaml([{
+        "name": "a", "discovery": {"static": [b.address]}, "rewrite": {"strip_prefix": "/api"},
+    }]))
+    for path, expected in (("/api", "/"), ("/api/x", "/x"), ("/apix", "/apix"), ("/api?q=1", "/?q=1")):
+        async with client.get(url(sc, "upstream:a", path)) as r:
+            assert r.status == 200
+        assert b.requests[-1]["path"] == expected, path
+
+
+async def test_connect_failure_is_502_with_reason(sidecar_factory, client):
+    sc = await sidecar_factory(config_yaml([{
+        "name": "gone", "discovery": {"static": [f"127.0.0.1:{closed_port()}"]},
+        "retries": {"attempts": 0},
+    }]))
+    async with client.get(url(sc, "upstream:gone", "/")) as r:
+        assert r.status == 502
+        assert r.headers["x-pilotfish-error"] == "connect_failure"
+        assert "connect_failure" in await r.text()
+
+
+async def test_timeout_is_504_with_reason(backends, sidecar_factory, client):
+    (b,) = await backends(1)
+    release = asyncio.Event()
+
+    async def hang(request: web.Request) -> web.Response:
+        await release.wait()
+        return web.Response(text="late")
+
+    b.behaviour = hang
+    sc = await sidecar_factory(config_yaml([{
+        "name": "slow", "discovery": {"static": [b.address]},
+        "retries": {"attempts": 0, "per_try_timeout": "150ms"}, "timeouts": {"total": "1s"},
+    }]))
+    try:
+        async with client.get(url(sc, "upstream:slow", "/")) as r:
+            assert r.status == 504
+            assert r.headers["x-pilotfish-error"] == "upstream_timeout"
+    finally:
+        release.set()
+
+
+async def test_total_deadline_is_504(backends, sidecar_factory, client):
+    (b,) = await backends(1)
+    release = asyncio.Event()
+
+    async def hang(request: web.Request) -> web.Response:
+        await release.wait()
+        return web.Response(text="late")
+
+    b.behaviour = hang
+    sc = await sidecar_factory(config_yaml([{
+        "name": "slow", "discovery": {"static": [b.address]},
+        "retries": {"attempts": 0, "per_try_timeout": 0}, "timeouts": {"total": "200ms"},
+    }]))
+    try:
+        async with client.get(url(sc, "upstream:slow", "/")) as r:
+            assert r.status == 504
+            assert r.headers["x-pilotfish-error"] == "deadline_exceeded"
+    finally:
+        release.set()
+
+
+async def test_upstream_status_passes_through_unchanged(backends, sidecar_factory, client):
+    (b,) = await backends(1)
+
+    async def teapot(request: web.Request) -> web.Response:
+        return web.Response(status=418, text="short and stout", headers={"x-custom": "1"})
+
+    b.behaviour = teapot
+    sc = await sidecar_factory(config_yaml([{"name": "a", "discovery": {"static": [b.address]}}]))
+    async with client.get(url(sc, "upstream:a", "/")) as r:
+        assert r.status == 418
+        assert r.headers["x-custom"] == "1"
+        assert await r.text() == "short and stout"
+        assert "x-pilotfish-error" not in r.headers
+
+
+async def test_egress_routes_by_host_and_refuses_everything_else(backends, sidecar_factory):
+    a, b = await backends(2)
+    sc = await sidecar_factory(config_yaml([
+        {"name": "alpha", "discovery": {"static": [a.address]}},
+        {"name": "beta", "hosts": ["beta.internal"], "discovery": {"static": [b.address]}},
+    ], egress=True))
+    host, port = sc.address("egress")
+    async with aiohttp.ClientSession() as client:
+        async with client.get(f"http://{host}:{port}/x", headers={"Host": "alpha"}) as r:
+            assert (await r.text()).startswith(a.name)
+        async with client.get(f"http://{host}:{port}/x", headers={"Host": "beta.internal:80"}) as r:
+            assert (await r.text()).startswith(b.name)
+        async with client.get(f"http://{host}:{port}/x", headers={"Host": "evil.example"}) as r:
+            assert r.status == 404
+            assert r.headers["x-pilotfish-error"] == "no_route"
+    hits = a.hits + b.hits
+    # An absolute-form request target must be refused, never dialled.
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(f"GET http://{a.address}/steal HTTP/1.1\r\nHost: alpha\r\n"
+                 "Connection: close\r\n\r\n".encode())
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:80]
+    assert b"x-pilotfish-error: bad_request" in answer.lower()
+    assert a.hits + b.hits == hits
+
+
+async def test_websocket_upgrade_is_refused_clearly(backends, sidecar_factory, client):
+    (b,) = await backends(1)
+    sc = await sidecar_factory(config_yaml([{"name": "a", "discovery": {"static": [b.address]}}]))
+    headers = {"Upgrade": "websocket", "Connection": "Upgrade"}
+    async with client.get(url(sc, "upstream:a", "/ws"), headers=headers) as r:
+        assert r.status == 501
+        assert r.headers["x-pilotfish-error"] == "upgrade_not_supported"
+    assert b.hits == 0
+
+
+async def test_keep_alive_connections_are_reused(backends, sidecar_factory, client):
+    (b,) = await backends(1)
+    peers: set[tuple[str, int]] = set()
+
+    async def who(request: web.Request) -> web.Response:
+        peers.add(request.transport.get_extra_info("peername"))
+        return web.Response(text="ok")
+
+    b.behaviour = who
+    sc = await sidecar_factory(config_yaml([{"name": "a", "discovery": {"static": [b.address]}}]))
+    for _ in range(20):
+        async with client.get(url(sc, "upstream:a", "/")) as r:
+            assert r.status == 200
+    assert len(peers) == 1
+
+
+async def test_chunked_response_and_request_stream_through(backends, sidecar_factory, client):
+    (b,) = await backends(1)
+
+    async def chunked(request: web.Request) -> web.StreamResponse:
+        received = await request.read()
+        resp = web.StreamResponse()
+        resp.enable_chunked_encoding()
+        await resp.prepare(request)
+        for i in range(5):
+            await resp.write(f"part{i}-".encode())
+        await resp.write(str(len(received)).encode())
+        await resp.write_eof()
+        return resp
+
+    b.behaviour = chunked
+
+    async def gen():
+        for _ in range(10):
+            yield b"x" * 1000
+
+    sc = await sidecar_factory(config_yaml([{"name": "a", "discovery": {"static": [b.address]}}]))
+    async with client.post(url(sc, "upstream:a", "/"), data=gen()) as r:
+        assert r.status == 200
+        assert await r.text() == "part0-part1-part2-part3-part4-10000"
