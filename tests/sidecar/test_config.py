@@ -173,7 +173,7 @@ def test_check_config_cli_exit_codes(tmp_path: Path):
                             capture_output=True, text=True, check=False)
     assert failed.returncode == 2
     assert "upstreams[0].balancer.policy: unknown policy 'fastest'" in failed.stderr
-    assert "upstreams[0].rewrite.strip: unknown key; did you mean 'strip_prefix'?" in failed.stderr
+    assert "upstreams[0].rewrite.strip: unknown key; expected one of: host, strip_prefix" in failed.stderr
     version = subprocess.run([sys.executable, "-m", "sidecar", "--version"], capture_output=True,
                              text=True, check=False)
     assert version.returncode == 0 and "pilotfish" in version.stdout

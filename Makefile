@@ -1,0 +1,30 @@
+# The two commands of the README's quick start: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+
+.PHONY: demo test lint bench clean
+
+$(BIN)/pilotfish: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+demo: $(BIN)/pilotfish
+	$(BIN)/pilotfish demo --duration 30 --chaos
+
+test: $(BIN)/pilotfish
+	./scripts/system-deps
+	$(BIN)/ruff check .
+	$(BIN)/pytest -q
+
+lint: $(BIN)/pilotfish
+	$(BIN)/ruff check .
+
+bench: $(BIN)/pilotfish
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
