@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from discovery.consul import ConsulRegistration
+from discovery.errors import DiscoveryError
 from discovery.source import Source
 from resilience.clock import MONOTONIC, Clock
 from sidecar.admin import build_admin_app
@@ -24,6 +26,7 @@ from sidecar.config.schema import Config, UpstreamConfig
 from sidecar.local_cluster import local_upstream
 from sidecar.pipeline.stack import build_stack
 from sidecar.proxy import ProxyHandler, Route, by_host, fixed
+from sidecar.registration import build_registration
 from sidecar.sources import build_source
 from sidecar.telemetry.observer import NULL_OBSERVER, Observer
 from sidecar.transport.aiohttp_client import AiohttpTransport
@@ -58,6 +61,7 @@ class Sidecar:
         self._tasks: list[asyncio.Task[None]] = []
         self.stack = build_stack(clock=clock, rng=self.rng)
         self.local: Cluster | None = None
+        self.registration: ConsulRegistration | None = None
         self.observer: Observer = NULL_OBSERVER
 
     # -- building ---------------------------------------------------------------------
@@ -82,6 +86,7 @@ class Sidecar:
             self._tasks.append(asyncio.create_task(source.run(), name=f"discovery:{name}"))
         await self._await_first_snapshots(cfg.discovery_timeout)
         await self._start_listeners()
+        await self._register()
         self.state.ready = True
         log.info("pilotfish ready: %s", ", ".join(
             f"{name}={lst.address}:{lst.port}" for name, lst in self.state.listeners.items()))
@@ -139,11 +144,39 @@ class Sidecar:
         bound = sockets[0] if sockets else (host, port)
         self.state.listeners[name] = Listener(name, runner, bound[0], bound[1])
 
+    async def _register(self) -> None:
+        if not self.config.service.register or "inbound" not in self.state.listeners:
+            return
+        self.registration = build_registration(self.config, self.address("inbound"))
+        try:
+            async with asyncio.timeout(5):
+                await self.registration.register()
+        except (DiscoveryError, TimeoutError) as exc:
+            # run() keeps trying: the agent may come up after us.
+            log.warning("cannot register %s in consul yet: %s",
+                        self.registration.service_id, exc)
+        self._tasks.append(asyncio.create_task(self.registration.run(), name="consul:register"))
+
+    async def _deregister(self) -> None:
+        reg = self.registration
+        if reg is None:
+            return
+        try:
+            async with asyncio.timeout(5):
+                await reg.maintenance(True, "pilotfish is shutting down")
+                await reg.deregister()
+        except (DiscoveryError, TimeoutError) as exc:
+            log.warning("cannot deregister %s from consul: %s", reg.service_id, exc)
+        finally:
+            await reg.close()
+
     # -- stopping -------------------------------------------------------------------
 
     async def stop(self) -> None:
         self.state.ready = False
         self.state.draining = True
+        # Callers learn from Consul first, then in-flight requests drain.
+        await self._deregister()
         proxies = [lst for n, lst in self.state.listeners.items() if n != "admin"]
         # Stop accepting and drain in-flight requests on every proxy listener at once.
         await asyncio.gather(*(lst.runner.cleanup() for lst in proxies), return_exceptions=True)

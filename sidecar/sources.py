@@ -1,13 +1,31 @@
-"""Builds the discovery source of an upstream from its config."""
+"""Builds the discovery source of an upstream from its config.
+
+The pipeline never sees which kind of source feeds a cluster: every source publishes
+``EndpointSet`` snapshots through its ``watch``.
+"""
 
 from __future__ import annotations
 
 import random
 
+from discovery.consul import ConsulClientOptions, ConsulHealthWatcher
+from discovery.dns_srv import DnsSrvSource
 from discovery.model import Endpoint
 from discovery.source import Source
 from discovery.static import StaticSource
-from sidecar.config.schema import Config, UpstreamConfig
+from sidecar.config.schema import Config, ConsulConfig, UpstreamConfig
+
+
+def consul_options(consul: ConsulConfig) -> ConsulClientOptions:
+    return ConsulClientOptions(
+        address=consul.address,
+        scheme=consul.scheme,
+        token=consul.token,
+        ca_file=consul.tls.ca_file,
+        cert_file=consul.tls.cert_file,
+        key_file=consul.tls.key_file,
+        verify=consul.tls.verify,
+    )
 
 
 def build_source(upstream: UpstreamConfig, config: Config, *, rng: random.Random) -> Source:
@@ -16,4 +34,14 @@ def build_source(upstream: UpstreamConfig, config: Config, *, rng: random.Random
         return StaticSource(upstream.name, [
             Endpoint(e.address, e.port, weight=e.weight, priority=e.priority) for e in disc.static
         ])
-    raise NotImplementedError(f"discovery {disc.kind!r} is not wired yet")
+    if disc.consul is not None:
+        c = disc.consul
+        return ConsulHealthWatcher(
+            consul_options(config.consul), service=c.service, tags=c.tags,
+            passing_only=c.passing_only, datacenter=c.datacenter or config.consul.datacenter,
+            wait=c.wait, rng=rng,
+        )
+    assert disc.dns_srv is not None
+    d = disc.dns_srv
+    return DnsSrvSource(name=d.name, nameservers=d.nameservers, refresh_min=d.refresh.min,
+                        refresh_max=d.refresh.max, timeout=d.timeout, rng=rng)

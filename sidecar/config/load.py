@@ -166,14 +166,11 @@ def cross_check(config: Config) -> list[str]:
             if lowered in hosts and hosts[lowered] != up.name:
                 errors.append(f"{path}.hosts: {name!r} already routes to upstream {hosts[lowered]!r}")
             hosts[lowered] = up.name
-        if up.discovery.consul is not None and up.discovery.consul.datacenter is None:
-            pass  # the agent's own datacenter
         if up.timeouts.total and up.retries.per_try_timeout > up.timeouts.total:
             errors.append(f"{path}.retries.per_try_timeout: longer than timeouts.total "
                           f"({up.retries.per_try_timeout:g}s > {up.timeouts.total:g}s)")
-    svc = config.service
-    if svc.register and svc.check is None:
-        pass  # registration without a check is allowed: Consul then assumes passing
+    if config.service.register and listeners.inbound is None:
+        errors.append("service.register: needs listeners.inbound (the address registered)")
     return errors
 
 

@@ -48,6 +48,10 @@ def parse_host_port(value: object, *, allow_zero: bool = True) -> HostPort:
 _port = between(0, 65535)
 
 
+def _non_empty(value: tuple[str, ...]) -> str | None:
+    return None if value else "must name at least one nameserver"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ListenerConfig:
     address: str = field("127.0.0.1")
@@ -81,6 +85,10 @@ class ServiceConfig:
     port: int = field(check=between(1, 65535))
     health_path: str = field("/health")
     register: bool = field(False)
+    # Address other services use to reach this sidecar's inbound listener (the address
+    # registered in Consul). Default: the inbound listener's address, or this host's IP
+    # when that is 0.0.0.0.
+    advertise_address: str | None = field(None)
     id: str | None = field(None)  # default: <name>-<hostname>-<port>
     tags: tuple[str, ...] = field(())
     meta: dict[str, str] = field(default_factory=dict)
@@ -142,7 +150,7 @@ class DnsRefreshConfig:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DnsSrvDiscoveryConfig:
     name: str = field()
-    nameservers: tuple[str, ...] = field(())  # empty = the system's resolvers
+    nameservers: tuple[str, ...] = field(("127.0.0.1:8600",), check=_non_empty)
     refresh: DnsRefreshConfig = field(default_factory=DnsRefreshConfig)
     timeout: Annotated[float, Duration] = field(2.0)
 
