@@ -17,8 +17,13 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False),
-              help="YAML config file.")
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="YAML config file.",
+)
 def run(config_path: str) -> None:
     """Run the sidecar."""
     from sidecar.runtime import configure_logging, run_async, serve
@@ -37,10 +42,20 @@ def check_config(path: str) -> None:
 
 
 @main.command()
-@click.option("--duration", type=float, default=30.0, show_default=True,
-              help="Seconds to run before stopping.")
-@click.option("--rate", type=float, default=50.0, show_default=True,
-              help="Requests per second sent through the sidecar.")
+@click.option(
+    "--duration",
+    type=float,
+    default=30.0,
+    show_default=True,
+    help="Seconds to run before stopping.",
+)
+@click.option(
+    "--rate",
+    type=float,
+    default=50.0,
+    show_default=True,
+    help="Requests per second sent through the sidecar.",
+)
 @click.option("--chaos", is_flag=True, help="Kill and revive a backend to show failover.")
 def demo(duration: float, rate: float, chaos: bool) -> None:
     """Run three demo backends and a sidecar in one process, with a live view."""

@@ -53,8 +53,9 @@ class _Group:
 
 
 class Cluster:
-    def __init__(self, config: UpstreamConfig, transport: Transport, *, clock: Clock,
-                 rng: random.Random) -> None:
+    def __init__(
+        self, config: UpstreamConfig, transport: Transport, *, clock: Clock, rng: random.Random
+    ) -> None:
         self.name = config.name
         self.config = config
         self.transport = transport
@@ -71,21 +72,29 @@ class Cluster:
         self.limit = ConcurrencyLimit(cb.max_requests)
         self._breaker_cfg = cb.endpoint
         od = config.outlier_detection
-        self.outlier = OutlierDetector(
-            clock,
-            consecutive_5xx=od.consecutive_5xx,
-            consecutive_gateway_failure=od.consecutive_gateway_failure,
-            consecutive_local_origin_failure=od.consecutive_local_origin_failure,
-            base_ejection_time=od.base_ejection_time,
-            max_ejection_time=od.max_ejection_time,
-            max_ejection_percent=od.max_ejection_percent,
-        ) if od is not None else None
+        self.outlier = (
+            OutlierDetector(
+                clock,
+                consecutive_5xx=od.consecutive_5xx,
+                consecutive_gateway_failure=od.consecutive_gateway_failure,
+                consecutive_local_origin_failure=od.consecutive_local_origin_failure,
+                base_ejection_time=od.base_ejection_time,
+                max_ejection_time=od.max_ejection_time,
+                max_ejection_percent=od.max_ejection_percent,
+            )
+            if od is not None
+            else None
+        )
         hc = config.health_check
-        self.health = HealthTable(
-            healthy_threshold=hc.healthy_threshold,
-            unhealthy_threshold=hc.unhealthy_threshold,
-            initial_healthy=hc.initial_state == "healthy",
-        ) if hc is not None else None
+        self.health = (
+            HealthTable(
+                healthy_threshold=hc.healthy_threshold,
+                unhealthy_threshold=hc.unhealthy_threshold,
+                initial_healthy=hc.initial_state == "healthy",
+            )
+            if hc is not None
+            else None
+        )
         r = config.retries
         self.retry_policy = RetryPolicy(
             attempts=r.attempts,
@@ -95,8 +104,9 @@ class Cluster:
             backoff_max=r.backoff.max,
         )
         b = r.budget
-        self.budget = RetryBudget(clock, ratio=b.ratio, min_retries_per_second=b.min_per_second,
-                                  window=b.window)
+        self.budget = RetryBudget(
+            clock, ratio=b.ratio, min_retries_per_second=b.min_per_second, window=b.window
+        )
         ring = config.balancer.ring
         self._ring = RingOptions(min_ring_size=ring.min_ring_size, max_ring_size=ring.max_ring_size)
         self._panic_threshold = config.panic_threshold / 100.0
@@ -123,9 +133,17 @@ class Cluster:
             by_priority.setdefault(ep.priority, []).append(ep)
         policy = self.config.balancer.policy
         self._groups = [
-            _Group(prio, tuple(e.id for e in eps), build_balancer(
-                policy, [(e.id, e.weight) for e in eps], rng=self._rng,
-                load=self._load, ring=self._ring))
+            _Group(
+                prio,
+                tuple(e.id for e in eps),
+                build_balancer(
+                    policy,
+                    [(e.id, e.weight) for e in eps],
+                    rng=self._rng,
+                    load=self._load,
+                    ring=self._ring,
+                ),
+            )
             for prio, eps in sorted(by_priority.items())
         ]
 
@@ -133,9 +151,12 @@ class Cluster:
         cfg = self._breaker_cfg
         if cfg is None:
             return None
-        return EndpointBreaker(self._clock, fail_max=cfg.fail_max,
-                               reset_timeout=cfg.reset_timeout,
-                               success_threshold=cfg.success_threshold)
+        return EndpointBreaker(
+            self._clock,
+            fail_max=cfg.fail_max,
+            reset_timeout=cfg.reset_timeout,
+            success_threshold=cfg.success_threshold,
+        )
 
     def _load(self, endpoint_id: str) -> int:
         return self.states[endpoint_id].in_flight
@@ -218,4 +239,3 @@ class Cluster:
             if ejected is not None:
                 for callback in self.on_ejection:
                     callback(ejected)
-

@@ -42,8 +42,9 @@ class DemoBackend:
         self.port = self.runner.addresses[0][1]
 
     async def _handle(self, request: web.Request) -> web.Response:
-        return web.json_response({"backend": self.name, "path": request.path},
-                                 headers={"x-backend": self.name})
+        return web.json_response(
+            {"backend": self.name, "path": request.path}, headers={"x-backend": self.name}
+        )
 
     async def kill(self) -> None:
         if self.runner is not None:
@@ -52,27 +53,40 @@ class DemoBackend:
 
 
 def demo_config(backends: list[DemoBackend]) -> str:
-    return yaml.safe_dump({
-        "service": {"name": "demo", "port": 1},
-        "listeners": {"admin": {"address": "127.0.0.1", "port": 0}},
-        "upstreams": [{
-            "name": "catalog",
-            "listen": "127.0.0.1:0",
-            "discovery": {"static": [
-                {"address": "127.0.0.1", "port": b.port, "weight": w}
-                for b, (_, w) in zip(backends, BACKENDS, strict=True)]},
-            "balancer": {"policy": "weighted_round_robin"},
-            "retries": {"attempts": 2, "per_try_timeout": "500ms"},
-            "outlier_detection": {"consecutive_local_origin_failure": 2,
-                                  "base_ejection_time": "2s"},
-            "health_check": {"http": {"path": "/health"}, "interval": "1s",
-                             "timeout": "250ms", "unhealthy_threshold": 2,
-                             "healthy_threshold": 1},
-        }],
-        "access_log": {"enabled": False},
-        "tracing": {"enabled": False},
-        "log_level": "warning",
-    })
+    return yaml.safe_dump(
+        {
+            "service": {"name": "demo", "port": 1},
+            "listeners": {"admin": {"address": "127.0.0.1", "port": 0}},
+            "upstreams": [
+                {
+                    "name": "catalog",
+                    "listen": "127.0.0.1:0",
+                    "discovery": {
+                        "static": [
+                            {"address": "127.0.0.1", "port": b.port, "weight": w}
+                            for b, (_, w) in zip(backends, BACKENDS, strict=True)
+                        ]
+                    },
+                    "balancer": {"policy": "weighted_round_robin"},
+                    "retries": {"attempts": 2, "per_try_timeout": "500ms"},
+                    "outlier_detection": {
+                        "consecutive_local_origin_failure": 2,
+                        "base_ejection_time": "2s",
+                    },
+                    "health_check": {
+                        "http": {"path": "/health"},
+                        "interval": "1s",
+                        "timeout": "250ms",
+                        "unhealthy_threshold": 2,
+                        "healthy_threshold": 1,
+                    },
+                }
+            ],
+            "access_log": {"enabled": False},
+            "tracing": {"enabled": False},
+            "log_level": "warning",
+        }
+    )
 
 
 class View:
@@ -85,8 +99,11 @@ class View:
 
     def render(self, elapsed: float, duration: float, sidecar: Sidecar, note: str) -> str:
         cluster = sidecar.clusters["catalog"]
-        lines = [f"pilotfish demo  {elapsed:5.1f}s / {duration:.0f}s   requests: {self.total}"
-                 f"   retried: {self.retried}   {note}", ""]
+        lines = [
+            f"pilotfish demo  {elapsed:5.1f}s / {duration:.0f}s   requests: {self.total}"
+            f"   retried: {self.retried}   {note}",
+            "",
+        ]
         lines.append(f"  {'backend':<10}{'share':>8}{'requests':>10}   state")
         for name, endpoint_id in zip(self.names, cluster.member_ids, strict=False):
             n = self.by_backend[name]
@@ -135,8 +152,11 @@ async def demo_main(duration: float, rate: float, chaos: bool) -> int:
     await sidecar.start()
     _, port = sidecar.address("upstream:catalog")
     _, admin = sidecar.address("admin")
-    print(f"sidecar upstream listener: http://127.0.0.1:{port}/   admin: "
-          f"http://127.0.0.1:{admin}/clusters", flush=True)
+    print(
+        f"sidecar upstream listener: http://127.0.0.1:{port}/   admin: "
+        f"http://127.0.0.1:{admin}/clusters",
+        flush=True,
+    )
     view = View([b.name for b in backends])
     stop = asyncio.Event()
     traffic = asyncio.create_task(_traffic(port, rate, view, stop))

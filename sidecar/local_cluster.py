@@ -20,7 +20,9 @@ LOCAL_CLUSTER = "local_app"
 def local_upstream(service: ServiceConfig) -> UpstreamConfig:
     return UpstreamConfig(
         name=LOCAL_CLUSTER,
-        discovery=DiscoveryConfig(static=(StaticEndpointConfig(address=service.address, port=service.port),)),
+        discovery=DiscoveryConfig(
+            static=(StaticEndpointConfig(address=service.address, port=service.port),)
+        ),
         timeouts=service.timeouts,
         retries=RetriesConfig(attempts=0, per_try_timeout=0.0),
         circuit_breakers=CircuitBreakersConfig(endpoint=None),

@@ -34,19 +34,25 @@ def build_registration(config: Config, inbound: tuple[str, int]) -> ConsulRegist
     check: HttpCheck | TtlCheck | None = None
     if svc.check is not None and svc.check.http is not None:
         host = address or "127.0.0.1"
-        check = HttpCheck(url=f"http://{host}:{port}{svc.check.http}",
-                          interval=svc.check.interval, timeout=svc.check.timeout,
-                          deregister_critical_after=svc.check.deregister_critical_after)
+        check = HttpCheck(
+            url=f"http://{host}:{port}{svc.check.http}",
+            interval=svc.check.interval,
+            timeout=svc.check.timeout,
+            deregister_critical_after=svc.check.deregister_critical_after,
+        )
     elif svc.check is not None and svc.check.ttl is not None:
-        check = TtlCheck(ttl=svc.check.ttl,
-                         deregister_critical_after=svc.check.deregister_critical_after)
+        check = TtlCheck(
+            ttl=svc.check.ttl, deregister_critical_after=svc.check.deregister_critical_after
+        )
     health_url = f"http://{svc.address}:{svc.port}{svc.health_path}"
     timeout = aiohttp.ClientTimeout(total=svc.check.timeout if svc.check else 1.0)
 
     async def app_health() -> bool:
         try:
-            async with aiohttp.ClientSession(timeout=timeout) as session, \
-                    session.get(health_url) as resp:
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as session,
+                session.get(health_url) as resp,
+            ):
                 return resp.status < 400
         except (aiohttp.ClientError, TimeoutError):
             return False
@@ -54,6 +60,11 @@ def build_registration(config: Config, inbound: tuple[str, int]) -> ConsulRegist
     return ConsulRegistration(
         consul_options(config.consul),
         service_id=svc.id or default_service_id(svc.name, socket.gethostname(), port),
-        name=svc.name, address=address, port=port, tags=svc.tags, meta=svc.meta,
-        check=check, app_health=app_health,
+        name=svc.name,
+        address=address,
+        port=port,
+        tags=svc.tags,
+        meta=svc.meta,
+        check=check,
+        app_health=app_health,
     )

@@ -31,17 +31,31 @@ def consul_options(consul: ConsulConfig) -> ConsulClientOptions:
 def build_source(upstream: UpstreamConfig, config: Config, *, rng: random.Random) -> Source:
     disc = upstream.discovery
     if disc.static is not None:
-        return StaticSource(upstream.name, [
-            Endpoint(e.address, e.port, weight=e.weight, priority=e.priority) for e in disc.static
-        ])
+        return StaticSource(
+            upstream.name,
+            [
+                Endpoint(e.address, e.port, weight=e.weight, priority=e.priority)
+                for e in disc.static
+            ],
+        )
     if disc.consul is not None:
         c = disc.consul
         return ConsulHealthWatcher(
-            consul_options(config.consul), service=c.service, tags=c.tags,
-            passing_only=c.passing_only, datacenter=c.datacenter or config.consul.datacenter,
-            wait=c.wait, rng=rng,
+            consul_options(config.consul),
+            service=c.service,
+            tags=c.tags,
+            passing_only=c.passing_only,
+            datacenter=c.datacenter or config.consul.datacenter,
+            wait=c.wait,
+            rng=rng,
         )
     assert disc.dns_srv is not None
     d = disc.dns_srv
-    return DnsSrvSource(name=d.name, nameservers=d.nameservers, refresh_min=d.refresh.min,
-                        refresh_max=d.refresh.max, timeout=d.timeout, rng=rng)
+    return DnsSrvSource(
+        name=d.name,
+        nameservers=d.nameservers,
+        refresh_min=d.refresh.min,
+        refresh_max=d.refresh.max,
+        timeout=d.timeout,
+        rng=rng,
+    )

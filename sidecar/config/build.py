@@ -32,9 +32,15 @@ class Invalid(Exception):
     """A value is wrong; the message is what follows ``path: ``."""
 
 
-def field(default: Any = dataclasses.MISSING, *, parse: Callable[[Any], Any] | None = None,
-          check: Callable[[Any], str | None] | None = None, key: str | None = None,
-          default_factory: Any = dataclasses.MISSING, doc: str = "") -> Any:
+def field(
+    default: Any = dataclasses.MISSING,
+    *,
+    parse: Callable[[Any], Any] | None = None,
+    check: Callable[[Any], str | None] | None = None,
+    key: str | None = None,
+    default_factory: Any = dataclasses.MISSING,
+    doc: str = "",
+) -> Any:
     meta = {"parse": parse, "check": check, "key": key, "doc": doc}
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
@@ -193,8 +199,14 @@ def _join(path: str, key: str) -> str:
 def _kind(value: Any) -> str:
     if value is None:
         return "nothing"
-    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean",
-            int: "an integer", float: "a number"}.get(type(value), type(value).__name__)
+    return {
+        dict: "a mapping",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+    }.get(type(value), type(value).__name__)
 
 
 def _unknown(key: str, known: list[str]) -> str:

@@ -38,7 +38,9 @@ def load_file(path: str | os.PathLike[str], environ: Mapping[str, str] | None = 
     return load_text(text, environ, source=str(path))
 
 
-def load_text(text: str, environ: Mapping[str, str] | None = None, source: str = "config") -> Config:
+def load_text(
+    text: str, environ: Mapping[str, str] | None = None, source: str = "config"
+) -> Config:
     env = os.environ if environ is None else environ
     try:
         raw = yaml.safe_load(text)
@@ -48,7 +50,9 @@ def load_text(text: str, environ: Mapping[str, str] | None = None, source: str =
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError([f"invalid YAML{where}: {problem}"], source) from None
     if not isinstance(raw, dict):
-        raise ConfigError(["the file must hold a mapping with at least a 'service' section"], source)
+        raise ConfigError(
+            ["the file must hold a mapping with at least a 'service' section"], source
+        )
     errors: list[str] = []
     raw = _expand(raw, env, "", errors)
     apply_environment(raw, env)
@@ -65,6 +69,7 @@ def load_text(text: str, environ: Mapping[str, str] | None = None, source: str =
 
 def _expand(value: Any, env: Mapping[str, str], path: str, errors: list[str]) -> Any:
     if isinstance(value, str):
+
         def sub(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
             if name in env:
@@ -79,7 +84,9 @@ def _expand(value: Any, env: Mapping[str, str], path: str, errors: list[str]) ->
             return int(expanded)  # a port from the environment is still a number
         return expanded
     if isinstance(value, dict):
-        return {k: _expand(v, env, f"{path}.{k}" if path else str(k), errors) for k, v in value.items()}
+        return {
+            k: _expand(v, env, f"{path}.{k}" if path else str(k), errors) for k, v in value.items()
+        }
     if isinstance(value, list):
         return [_expand(v, env, f"{path}[{i}]", errors) for i, v in enumerate(value)]
     return value
@@ -106,8 +113,11 @@ def apply_environment(raw: dict[str, Any], env: Mapping[str, str]) -> None:
             consul["scheme"] = "https"
         tls = consul.setdefault("tls", {}) if isinstance(consul.get("tls", {}), dict) else None
         if tls is not None:
-            for var, key in (("CONSUL_CACERT", "ca_file"), ("CONSUL_CLIENT_CERT", "cert_file"),
-                             ("CONSUL_CLIENT_KEY", "key_file")):
+            for var, key in (
+                ("CONSUL_CACERT", "ca_file"),
+                ("CONSUL_CLIENT_CERT", "cert_file"),
+                ("CONSUL_CLIENT_KEY", "key_file"),
+            ):
                 if env.get(var):
                     tls[key] = env[var]
             verify = env.get("CONSUL_HTTP_SSL_VERIFY")
@@ -155,7 +165,9 @@ def cross_check(config: Config) -> list[str]:
     for i, up in enumerate(config.upstreams):
         path = f"upstreams[{i}]"
         if up.name in seen_names:
-            errors.append(f"{path}.name: {up.name!r} is already the name of upstreams[{seen_names[up.name]}]")
+            errors.append(
+                f"{path}.name: {up.name!r} is already the name of upstreams[{seen_names[up.name]}]"
+            )
         seen_names[up.name] = i
         if up.listen is not None:
             bind(up.listen.host, up.listen.port, f"{path}.listen")
@@ -164,11 +176,15 @@ def cross_check(config: Config) -> list[str]:
         for name in (up.name, *up.hosts):
             lowered = name.lower()
             if lowered in hosts and hosts[lowered] != up.name:
-                errors.append(f"{path}.hosts: {name!r} already routes to upstream {hosts[lowered]!r}")
+                errors.append(
+                    f"{path}.hosts: {name!r} already routes to upstream {hosts[lowered]!r}"
+                )
             hosts[lowered] = up.name
         if up.timeouts.total and up.retries.per_try_timeout > up.timeouts.total:
-            errors.append(f"{path}.retries.per_try_timeout: longer than timeouts.total "
-                          f"({up.retries.per_try_timeout:g}s > {up.timeouts.total:g}s)")
+            errors.append(
+                f"{path}.retries.per_try_timeout: longer than timeouts.total "
+                f"({up.retries.per_try_timeout:g}s > {up.timeouts.total:g}s)"
+            )
     if config.service.register and listeners.inbound is None:
         errors.append("service.register: needs listeners.inbound (the address registered)")
     return errors

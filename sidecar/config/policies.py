@@ -30,11 +30,15 @@ def parse_hash_on(value: object) -> HashOn | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise ValueError(f"expected 'header:NAME', 'cookie:NAME', 'query:NAME', 'source_ip' or 'path', got {value!r}")
+        raise ValueError(
+            f"expected 'header:NAME', 'cookie:NAME', 'query:NAME', 'source_ip' or 'path', got {value!r}"
+        )
     source, _, name = value.partition(":")
     source = source.strip()
     if source not in HASH_SOURCES:
-        raise ValueError(f"unknown hash source {source!r}; expected one of: {', '.join(HASH_SOURCES)}")
+        raise ValueError(
+            f"unknown hash source {source!r}; expected one of: {', '.join(HASH_SOURCES)}"
+        )
     if source in ("header", "cookie", "query") and not name.strip():
         raise ValueError(f"{source} needs a name, e.g. '{source}:x-user-id'")
     if source in ("source_ip", "path") and name:
@@ -96,7 +100,9 @@ def _retry_on(value: object) -> tuple[str, ...]:
 
 
 def _status_codes(value: object) -> tuple[int, ...]:
-    if not isinstance(value, list) or not all(isinstance(v, int) and 100 <= v <= 599 for v in value):
+    if not isinstance(value, list) or not all(
+        isinstance(v, int) and 100 <= v <= 599 for v in value
+    ):
         raise ValueError(f"expected a list of HTTP status codes (100..599), got {value!r}")
     return tuple(value)
 
@@ -105,7 +111,8 @@ def _status_codes(value: object) -> tuple[int, ...]:
 class RetriesConfig:
     attempts: int = field(2, check=at_least(0))  # retries after the first try
     retry_on: tuple[str, ...] = field(
-        ("connect-failure", "reset", "gateway-error", "retriable-status-codes"), parse=_retry_on)
+        ("connect-failure", "reset", "gateway-error", "retriable-status-codes"), parse=_retry_on
+    )
     retriable_status_codes: tuple[int, ...] = field((), parse=_status_codes)
     per_try_timeout: Annotated[float, Duration] = field(1.0)  # 0 = only the total deadline
     backoff: BackoffConfig = field(default_factory=BackoffConfig)

@@ -61,7 +61,9 @@ class ListenerConfig:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ListenersConfig:
     inbound: ListenerConfig | None = field(None)
-    admin: ListenerConfig = field(default_factory=lambda: ListenerConfig(address="127.0.0.1", port=15900))
+    admin: ListenerConfig = field(
+        default_factory=lambda: ListenerConfig(address="127.0.0.1", port=15900)
+    )
     egress: ListenerConfig | None = field(None)
 
 
@@ -196,8 +198,7 @@ class UpstreamConfig:
     timeouts: TimeoutsConfig = field(default_factory=TimeoutsConfig)
     retries: RetriesConfig = field(default_factory=RetriesConfig)
     circuit_breakers: CircuitBreakersConfig = field(default_factory=CircuitBreakersConfig)
-    outlier_detection: OutlierDetectionConfig | None = field(
-        default_factory=OutlierDetectionConfig)
+    outlier_detection: OutlierDetectionConfig | None = field(default_factory=OutlierDetectionConfig)
     health_check: HealthCheckConfig | None = field(None)
     panic_threshold: int = field(50, check=between(0, 100))
 
@@ -225,8 +226,12 @@ class TracingConfig:
     service_name: str | None = field(None)  # default: service.name
     endpoint: str | None = field(None)  # OTLP/HTTP traces URL; None = do not export
     sampler: Literal[
-        "always_on", "always_off", "traceidratio",
-        "parentbased_always_on", "parentbased_always_off", "parentbased_traceidratio",
+        "always_on",
+        "always_off",
+        "traceidratio",
+        "parentbased_always_on",
+        "parentbased_always_off",
+        "parentbased_traceidratio",
     ] = field("parentbased_traceidratio")
     sampler_arg: float = field(1.0, check=between(0, 1))
     headers: dict[str, str] = field(default_factory=dict)

@@ -71,22 +71,32 @@ class AiohttpTransport:
         )
         return self._session
 
-    async def send(self, endpoint: Endpoint, method: str, path: str,
-                   headers: CIMultiDict[str], body: Any) -> AiohttpResponse:
+    async def send(
+        self, endpoint: Endpoint, method: str, path: str, headers: CIMultiDict[str], body: Any
+    ) -> AiohttpResponse:
         session = self._session or self._open()
         url = URL(f"http://{endpoint.id}{path}", encoded=True)
         try:
             resp = await session.request(
-                method, url, headers=headers, data=body, allow_redirects=False,
-                compress=None, chunked=None, raise_for_status=False,
+                method,
+                url,
+                headers=headers,
+                data=body,
+                allow_redirects=False,
+                compress=None,
+                chunked=None,
+                raise_for_status=False,
             )
         except aiohttp.ClientConnectorError as exc:
             raise ConnectFailure(f"cannot connect to {endpoint.id}: {exc.os_error}") from None
         except aiohttp.ServerTimeoutError as exc:
             # aiohttp raises this for sock_connect; a read timeout is the caller's asyncio timeout
             raise ConnectFailure(f"connect to {endpoint.id} timed out") from exc
-        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError,
-                aiohttp.ClientPayloadError) as exc:
+        except (
+            aiohttp.ServerDisconnectedError,
+            aiohttp.ClientOSError,
+            aiohttp.ClientPayloadError,
+        ) as exc:
             raise UpstreamReset(f"{endpoint.id} reset the connection: {exc}") from None
         except aiohttp.ClientResponseError as exc:
             raise UpstreamReset(f"{endpoint.id} sent an invalid response: {exc.message}") from None

@@ -35,7 +35,8 @@ class UpstreamResponse(Protocol):
 
 
 class Transport(Protocol):
-    async def send(self, endpoint: Endpoint, method: str, path: str,
-                   headers: CIMultiDict[str], body: Any) -> UpstreamResponse: ...
+    async def send(
+        self, endpoint: Endpoint, method: str, path: str, headers: CIMultiDict[str], body: Any
+    ) -> UpstreamResponse: ...
 
     async def close(self) -> None: ...

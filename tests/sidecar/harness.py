@@ -34,13 +34,20 @@ class Backend:
         self.in_flight += 1
         self.entered.set()
         try:
-            self.requests.append({"method": request.method, "path": request.path_qs,
-                                  "headers": dict(request.headers)})
+            self.requests.append(
+                {
+                    "method": request.method,
+                    "path": request.path_qs,
+                    "headers": dict(request.headers),
+                }
+            )
             if self.behaviour is not None:
                 return await self.behaviour(request)
             body = await request.read()
-            return web.Response(text=f"{self.name} {request.method} {request.path_qs} {len(body)}",
-                                headers={"x-backend": self.name})
+            return web.Response(
+                text=f"{self.name} {request.method} {request.path_qs} {len(body)}",
+                headers={"x-backend": self.name},
+            )
         finally:
             self.in_flight -= 1
 
@@ -64,8 +71,14 @@ class Backend:
         return f"127.0.0.1:{self.port}"
 
 
-def config_yaml(upstreams: list[dict[str, Any]], *, service_port: int = 1,
-                inbound: bool = False, egress: bool = False, **extra: Any) -> str:
+def config_yaml(
+    upstreams: list[dict[str, Any]],
+    *,
+    service_port: int = 1,
+    inbound: bool = False,
+    egress: bool = False,
+    **extra: Any,
+) -> str:
     listeners: dict[str, Any] = {"admin": {"address": "127.0.0.1", "port": 0}}
     if inbound:
         listeners["inbound"] = {"address": "127.0.0.1", "port": 0}
@@ -73,9 +86,14 @@ def config_yaml(upstreams: list[dict[str, Any]], *, service_port: int = 1,
         listeners["egress"] = {"address": "127.0.0.1", "port": 0}
     for up in upstreams:
         up.setdefault("listen", "127.0.0.1:0")
-    doc = {"service": {"name": "test", "port": service_port}, "listeners": listeners,
-           "upstreams": upstreams, "access_log": {"enabled": False},
-           "tracing": {"enabled": False}, **extra}
+    doc = {
+        "service": {"name": "test", "port": service_port},
+        "listeners": listeners,
+        "upstreams": upstreams,
+        "access_log": {"enabled": False},
+        "tracing": {"enabled": False},
+        **extra,
+    }
     return yaml.safe_dump(doc)
 
 

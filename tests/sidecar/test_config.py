@@ -40,7 +40,9 @@ def test_the_documented_example_parses_with_envoy_defaults():
     up = cfg.upstreams[0]
     assert up.listen is not None and (up.listen.host, up.listen.port) == ("127.0.0.1", 9191)
     assert [(e.address, e.port, e.weight) for e in up.discovery.static] == [
-        ("10.0.0.5", 8080, 1), ("10.0.0.6", 8080, 3)]
+        ("10.0.0.5", 8080, 1),
+        ("10.0.0.6", 8080, 3),
+    ]
     assert str(up.balancer.hash_on) == "header:x-user-id"
     assert up.request_headers.add == {"x-via": "pilotfish"}
     assert up.rewrite.strip_prefix == "/api"
@@ -53,8 +55,10 @@ def test_the_documented_example_parses_with_envoy_defaults():
     assert cfg.drain_timeout == 10.0
 
 
-@pytest.mark.parametrize(("text", "seconds"), [
-    ("250ms", 0.25), ("5s", 5.0), ("1m", 60.0), ("1h30m", 5400.0), (2, 2.0), ("1.5s", 1.5)])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("250ms", 0.25), ("5s", 5.0), ("1m", 60.0), ("1h30m", 5400.0), (2, 2.0), ("1.5s", 1.5)],
+)
 def test_durations(text, seconds):
     assert parse_duration(text) == pytest.approx(seconds)
 
@@ -65,8 +69,9 @@ def test_bad_durations(bad):
         parse_duration(bad)
 
 
-@pytest.mark.parametrize(("text", "size"), [("64KiB", 65536), ("1MiB", 1048576), ("1kb", 1000),
-                                            (512, 512), ("10B", 10)])
+@pytest.mark.parametrize(
+    ("text", "size"), [("64KiB", 65536), ("1MiB", 1048576), ("1kb", 1000), (512, 512), ("10B", 10)]
+)
 def test_sizes(text, size):
     assert parse_size(text) == size
 
@@ -100,46 +105,81 @@ upstreams:
     ]
 
 
-@pytest.mark.parametrize(("snippet", "expected"), [
-    ("service: {name: s}", "service.port: required"),
-    ("service: {name: s, port: 1}\nupstreams: [{name: a, discovery: {static: [x:1]}}]",
-     "upstreams[0].listen: required unless listeners.egress routes to it by Host"),
-    ("service: {name: s, port: 1}\nupstreams: [{name: a, listen: '1.2.3.4:5', discovery: {}}]",
-     "upstreams[0].discovery: exactly one of static, consul or dns_srv is required"),
-    ("service: {name: s, port: 1}\nupstreams: [{name: a, listen: 'nope', discovery: {static: [a:1]}}]",
-     "upstreams[0].listen: expected 'host:port', got 'nope'"),
-    ("service: {name: s, port: 1}\nupstreams: [{name: a, listen: 'h:1', discovery: {static: [a:1]},"
-     " balancer: {policy: ring_hash}}]",
-     "upstreams[0].balancer: balancer.hash_on is required with policy ring_hash"),
-    ("service: {name: s, port: 1}\nupstreams: [{name: a, listen: 'h:1', discovery: {static: [a:1]},"
-     " balancer: {policy: ring_hash, hash_on: 'body'}}]",
-     "upstreams[0].balancer.hash_on: unknown hash source 'body'; expected one of: cookie, header, "
-     "path, query, source_ip"),
-    ("service: {name: s, port: 1}\nlisteners: {admin: {port: 9}}\nupstreams: [{name: a, "
-     "listen: '127.0.0.1:9', discovery: {static: [a:1]}}]",
-     "upstreams[0].listen: 127.0.0.1:9 is already used by listeners.admin"),
-    ("service: {name: s, port: 1}\nupstreams: [{name: a, listen: 'h:1', discovery: {static: [a:1]}},"
-     " {name: a, listen: 'h:2', discovery: {static: [a:1]}}]",
-     "upstreams[1].name: 'a' is already the name of upstreams[0]"),
-    ("service: {name: s, port: 1}\nlog_level: loud",
-     "log_level: unknown value 'loud'; expected one of: debug, error, info, warning"),
-    ("service: {name: s, port: 1}\ndrain_timeout: true",
-     "drain_timeout: expected a duration like '250ms', '5s' or '1m', got True"),
-    ("service: [1]", "service: expected a mapping, got a list"),
-    ("service: {name: s, port: 1\n", "invalid YAML at line 2, column 1: expected ',' or '}', but got '<stream end>'"),
-])
+@pytest.mark.parametrize(
+    ("snippet", "expected"),
+    [
+        ("service: {name: s}", "service.port: required"),
+        (
+            "service: {name: s, port: 1}\nupstreams: [{name: a, discovery: {static: [x:1]}}]",
+            "upstreams[0].listen: required unless listeners.egress routes to it by Host",
+        ),
+        (
+            "service: {name: s, port: 1}\nupstreams: [{name: a, listen: '1.2.3.4:5', discovery: {}}]",
+            "upstreams[0].discovery: exactly one of static, consul or dns_srv is required",
+        ),
+        (
+            "service: {name: s, port: 1}\nupstreams: [{name: a, listen: 'nope', discovery: {static: [a:1]}}]",
+            "upstreams[0].listen: expected 'host:port', got 'nope'",
+        ),
+        (
+            "service: {name: s, port: 1}\nupstreams: [{name: a, listen: 'h:1', discovery: {static: [a:1]},"
+            " balancer: {policy: ring_hash}}]",
+            "upstreams[0].balancer: balancer.hash_on is required with policy ring_hash",
+        ),
+        (
+            "service: {name: s, port: 1}\nupstreams: [{name: a, listen: 'h:1', discovery: {static: [a:1]},"
+            " balancer: {policy: ring_hash, hash_on: 'body'}}]",
+            "upstreams[0].balancer.hash_on: unknown hash source 'body'; expected one of: cookie, header, "
+            "path, query, source_ip",
+        ),
+        (
+            "service: {name: s, port: 1}\nlisteners: {admin: {port: 9}}\nupstreams: [{name: a, "
+            "listen: '127.0.0.1:9', discovery: {static: [a:1]}}]",
+            "upstreams[0].listen: 127.0.0.1:9 is already used by listeners.admin",
+        ),
+        (
+            "service: {name: s, port: 1}\nupstreams: [{name: a, listen: 'h:1', discovery: {static: [a:1]}},"
+            " {name: a, listen: 'h:2', discovery: {static: [a:1]}}]",
+            "upstreams[1].name: 'a' is already the name of upstreams[0]",
+        ),
+        (
+            "service: {name: s, port: 1}\nlog_level: loud",
+            "log_level: unknown value 'loud'; expected one of: debug, error, info, warning",
+        ),
+        (
+            "service: {name: s, port: 1}\ndrain_timeout: true",
+            "drain_timeout: expected a duration like '250ms', '5s' or '1m', got True",
+        ),
+        ("service: [1]", "service: expected a mapping, got a list"),
+        (
+            "service: {name: s, port: 1\n",
+            "invalid YAML at line 2, column 1: expected ',' or '}', but got '<stream end>'",
+        ),
+    ],
+)
 def test_single_errors(snippet, expected):
     assert expected in errors_of(snippet)
 
 
 def test_environment_overrides_and_interpolation():
-    env = {"CONSUL_HTTP_ADDR": "https://consul.local:8501", "CONSUL_HTTP_TOKEN": "s3cr3t",
-           "OTEL_SERVICE_NAME": "orders-sidecar", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://jaeger:4318/",
-           "OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.25", "APP_PORT": "8081"}
-    cfg = load_text("service: {name: s, port: '${APP_PORT}', address: '${APP_HOST:-127.0.0.2}'}",
-                    environ=env)
+    env = {
+        "CONSUL_HTTP_ADDR": "https://consul.local:8501",
+        "CONSUL_HTTP_TOKEN": "s3cr3t",
+        "OTEL_SERVICE_NAME": "orders-sidecar",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": "http://jaeger:4318/",
+        "OTEL_TRACES_SAMPLER": "traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": "0.25",
+        "APP_PORT": "8081",
+    }
+    cfg = load_text(
+        "service: {name: s, port: '${APP_PORT}', address: '${APP_HOST:-127.0.0.2}'}", environ=env
+    )
     assert cfg.service.port == 8081 and cfg.service.address == "127.0.0.2"
-    assert (cfg.consul.scheme, cfg.consul.address, cfg.consul.token) == ("https", "consul.local:8501", "s3cr3t")
+    assert (cfg.consul.scheme, cfg.consul.address, cfg.consul.token) == (
+        "https",
+        "consul.local:8501",
+        "s3cr3t",
+    )
     assert cfg.tracing.service_name == "orders-sidecar"
     assert cfg.tracing.endpoint == "http://jaeger:4318/v1/traces"
     assert (cfg.tracing.sampler, cfg.tracing.sampler_arg) == ("traceidratio", 0.25)
@@ -147,7 +187,8 @@ def test_environment_overrides_and_interpolation():
     assert plain["consul"]["token"] == "<redacted>"
     assert "s3cr3t" not in repr(plain)
     assert "service.name: environment variable MISSING is not set" in errors_of(
-        "service: {name: '${MISSING}', port: 1}")
+        "service: {name: '${MISSING}', port: 1}"
+    )
 
 
 def test_configs_are_frozen():
@@ -166,14 +207,26 @@ def test_check_config_cli_exit_codes(tmp_path: Path):
     good.write_text(EXAMPLE)
     bad = tmp_path / "bad.yaml"
     bad.write_text(EXAMPLE.replace("ring_hash", "fastest").replace("strip_prefix", "strip"))
-    ok = subprocess.run([sys.executable, "-m", "sidecar", "check-config", str(good)],
-                        capture_output=True, text=True, check=False)
+    ok = subprocess.run(
+        [sys.executable, "-m", "sidecar", "check-config", str(good)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert ok.returncode == 0, ok.stderr
-    failed = subprocess.run([sys.executable, "-m", "sidecar", "check-config", str(bad)],
-                            capture_output=True, text=True, check=False)
+    failed = subprocess.run(
+        [sys.executable, "-m", "sidecar", "check-config", str(bad)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert failed.returncode == 2
     assert "upstreams[0].balancer.policy: unknown policy 'fastest'" in failed.stderr
-    assert "upstreams[0].rewrite.strip: unknown key; expected one of: host, strip_prefix" in failed.stderr
-    version = subprocess.run([sys.executable, "-m", "sidecar", "--version"], capture_output=True,
-                             text=True, check=False)
+    assert (
+        "upstreams[0].rewrite.strip: unknown key; expected one of: host, strip_prefix"
+        in failed.stderr
+    )
+    version = subprocess.run(
+        [sys.executable, "-m", "sidecar", "--version"], capture_output=True, text=True, check=False
+    )
     assert version.returncode == 0 and "pilotfish" in version.stdout

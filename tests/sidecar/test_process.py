@@ -39,7 +39,9 @@ class Process:
         raise AssertionError("no VmHWM")
 
 
-async def wait_ready(session: aiohttp.ClientSession, port: int, proc: asyncio.subprocess.Process) -> None:
+async def wait_ready(
+    session: aiohttp.ClientSession, port: int, proc: asyncio.subprocess.Process
+) -> None:
     async with asyncio.timeout(15):
         while True:
             if proc.returncode is not None:
@@ -66,17 +68,30 @@ async def pilotfish(tmp_path: Path, backend: Backend) -> AsyncIterator[Process]:
     config = {
         "service": {"name": "proc", "port": 1},
         "listeners": {"admin": {"address": "127.0.0.1", "port": admin}},
-        "upstreams": [{"name": "app", "listen": f"127.0.0.1:{upstream}",
-                       "discovery": {"static": [backend.address]},
-                       "timeouts": {"total": "60s"}, "retries": {"per_try_timeout": 0}}],
-        "access_log": {"enabled": False}, "tracing": {"enabled": False},
+        "upstreams": [
+            {
+                "name": "app",
+                "listen": f"127.0.0.1:{upstream}",
+                "discovery": {"static": [backend.address]},
+                "timeouts": {"total": "60s"},
+                "retries": {"per_try_timeout": 0},
+            }
+        ],
+        "access_log": {"enabled": False},
+        "tracing": {"enabled": False},
         "drain_timeout": "10s",
     }
     path = tmp_path / "pilotfish.yaml"
     path.write_text(yaml.safe_dump(config))
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "sidecar", "run", "--config", str(path),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "sidecar",
+        "run",
+        "--config",
+        str(path),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
     )
     try:
         async with aiohttp.ClientSession() as session:
@@ -112,8 +127,9 @@ async def test_100_mib_each_way_streams_in_bounded_memory(pilotfish: Process, ba
 
     base = f"http://127.0.0.1:{pilotfish.upstream}"
     async with aiohttp.ClientSession() as session:
-        async with session.post(f"{base}/up", data=upload(),
-                                headers={"Content-Length": str(100 * MiB)}) as r:
+        async with session.post(
+            f"{base}/up", data=upload(), headers={"Content-Length": str(100 * MiB)}
+        ) as r:
             assert r.status == 200
             assert await r.text() == str(100 * MiB)
         received = 0
@@ -126,7 +142,9 @@ async def test_100_mib_each_way_streams_in_bounded_memory(pilotfish: Process, ba
     assert pilotfish.peak_rss() < 80 * MiB, pilotfish.peak_rss() / MiB
 
 
-async def test_sigterm_drains_the_request_in_flight_then_exits_0(pilotfish: Process, backend: Backend):
+async def test_sigterm_drains_the_request_in_flight_then_exits_0(
+    pilotfish: Process, backend: Backend
+):
     release = asyncio.Event()
 
     async def slow(request: web.Request) -> web.Response:

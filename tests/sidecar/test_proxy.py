@@ -21,10 +21,14 @@ def closed_port() -> int:
 
 async def test_each_upstream_listener_routes_to_its_own_cluster(backends, sidecar_factory, client):
     a, b = await backends(2)
-    sc = await sidecar_factory(config_yaml([
-        {"name": "alpha", "discovery": {"static": [a.address]}},
-        {"name": "beta", "discovery": {"static": [b.address]}},
-    ]))
+    sc = await sidecar_factory(
+        config_yaml(
+            [
+                {"name": "alpha", "discovery": {"static": [a.address]}},
+                {"name": "beta", "discovery": {"static": [b.address]}},
+            ]
+        )
+    )
     async with client.get(url(sc, "upstream:alpha", "/one")) as r:
         assert (await r.text()).startswith(f"{a.name} GET /one")
     async with client.get(url(sc, "upstream:beta", "/two")) as r:
@@ -42,17 +46,31 @@ async def test_inbound_listener_forwards_to_the_local_app(backends, sidecar_fact
 
 async def test_header_rules_forwarded_headers_and_rewrite(backends, sidecar_factory, client):
     (b,) = await backends(1)
-    sc = await sidecar_factory(config_yaml([{
-        "name": "payments",
-        "discovery": {"static": [b.address]},
-        "request_headers": {"add": {"x-via": "pilotfish"}, "remove": ["x-internal"]},
-        "response_headers": {"add": {"x-served-by": "pilotfish"}, "remove": ["x-backend"]},
-        "rewrite": {"host": "payments.internal", "strip_prefix": "/api"},
-    }]))
+    sc = await sidecar_factory(
+        config_yaml(
+            [
+                {
+                    "name": "payments",
+                    "discovery": {"static": [b.address]},
+                    "request_headers": {"add": {"x-via": "pilotfish"}, "remove": ["x-internal"]},
+                    "response_headers": {
+                        "add": {"x-served-by": "pilotfish"},
+                        "remove": ["x-backend"],
+                    },
+                    "rewrite": {"host": "payments.internal", "strip_prefix": "/api"},
+                }
+            ]
+        )
+    )
     headers = {
-        "x-internal": "secret", "Connection": "keep-alive, x-hop", "x-hop": "drop me",
-        "Keep-Alive": "timeout=5", "X-Forwarded-For": "10.1.1.1", "x-request-id": "req-42",
-        "TE": "trailers", "x-kept": "yes",
+        "x-internal": "secret",
+        "Connection": "keep-alive, x-hop",
+        "x-hop": "drop me",
+        "Keep-Alive": "timeout=5",
+        "X-Forwarded-For": "10.1.1.1",
+        "x-request-id": "req-42",
+        "TE": "trailers",
+        "x-kept": "yes",
     }
     async with client.get(url(sc, "upstream:payments", "/api/pay?id=3"), headers=headers) as r:
         assert r.status == 200
@@ -77,27 +95,49 @@ async def test_request_id_is_generated_when_absent(backends, sidecar_factory, cl
     for _ in range(2):
         async with client.get(url(sc, "upstream:a", "/")) as r:
             assert r.status == 200
-    ids = [{k.lower(): v for k, v in req["headers"].items()}.get("x-request-id") for req in b.requests]
+    ids = [
+        {k.lower(): v for k, v in req["headers"].items()}.get("x-request-id") for req in b.requests
+    ]
     assert all(i and len(i) == 32 for i in ids)
     assert ids[0] != ids[1]
 
 
 async def test_strip_prefix_only_strips_a_whole_segment(backends, sidecar_factory, client):
     (b,) = await backends(1)
-    sc = await sidecar_factory(config_yaml([{
-        "name": "a", "discovery": {"static": [b.address]}, "rewrite": {"strip_prefix": "/api"},
-    }]))
-    for path, expected in (("/api", "/"), ("/api/x", "/x"), ("/apix", "/apix"), ("/api?q=1", "/?q=1")):
+    sc = await sidecar_factory(
+        config_yaml(
+            [
+                {
+                    "name": "a",
+                    "discovery": {"static": [b.address]},
+                    "rewrite": {"strip_prefix": "/api"},
+                }
+            ]
+        )
+    )
+    for path, expected in (
+        ("/api", "/"),
+        ("/api/x", "/x"),
+        ("/apix", "/apix"),
+        ("/api?q=1", "/?q=1"),
+    ):
         async with client.get(url(sc, "upstream:a", path)) as r:
             assert r.status == 200
         assert b.requests[-1]["path"] == expected, path
 
 
 async def test_connect_failure_is_502_with_reason(sidecar_factory, client):
-    sc = await sidecar_factory(config_yaml([{
-        "name": "gone", "discovery": {"static": [f"127.0.0.1:{closed_port()}"]},
-        "retries": {"attempts": 0},
-    }]))
+    sc = await sidecar_factory(
+        config_yaml(
+            [
+                {
+                    "name": "gone",
+                    "discovery": {"static": [f"127.0.0.1:{closed_port()}"]},
+                    "retries": {"attempts": 0},
+                }
+            ]
+        )
+    )
     async with client.get(url(sc, "upstream:gone", "/")) as r:
         assert r.status == 502
         assert r.headers["x-pilotfish-error"] == "connect_failure"
@@ -113,10 +153,18 @@ async def test_timeout_is_504_with_reason(backends, sidecar_factory, client):
         return web.Response(text="late")
 
     b.behaviour = hang
-    sc = await sidecar_factory(config_yaml([{
-        "name": "slow", "discovery": {"static": [b.address]},
-        "retries": {"attempts": 0, "per_try_timeout": "150ms"}, "timeouts": {"total": "1s"},
-    }]))
+    sc = await sidecar_factory(
+        config_yaml(
+            [
+                {
+                    "name": "slow",
+                    "discovery": {"static": [b.address]},
+                    "retries": {"attempts": 0, "per_try_timeout": "150ms"},
+                    "timeouts": {"total": "1s"},
+                }
+            ]
+        )
+    )
     try:
         async with client.get(url(sc, "upstream:slow", "/")) as r:
             assert r.status == 504
@@ -134,10 +182,18 @@ async def test_total_deadline_is_504(backends, sidecar_factory, client):
         return web.Response(text="late")
 
     b.behaviour = hang
-    sc = await sidecar_factory(config_yaml([{
-        "name": "slow", "discovery": {"static": [b.address]},
-        "retries": {"attempts": 0, "per_try_timeout": 0}, "timeouts": {"total": "200ms"},
-    }]))
+    sc = await sidecar_factory(
+        config_yaml(
+            [
+                {
+                    "name": "slow",
+                    "discovery": {"static": [b.address]},
+                    "retries": {"attempts": 0, "per_try_timeout": 0},
+                    "timeouts": {"total": "200ms"},
+                }
+            ]
+        )
+    )
     try:
         async with client.get(url(sc, "upstream:slow", "/")) as r:
             assert r.status == 504
@@ -163,10 +219,15 @@ async def test_upstream_status_passes_through_unchanged(backends, sidecar_factor
 
 async def test_egress_routes_by_host_and_refuses_everything_else(backends, sidecar_factory):
     a, b = await backends(2)
-    sc = await sidecar_factory(config_yaml([
-        {"name": "alpha", "discovery": {"static": [a.address]}},
-        {"name": "beta", "hosts": ["beta.internal"], "discovery": {"static": [b.address]}},
-    ], egress=True))
+    sc = await sidecar_factory(
+        config_yaml(
+            [
+                {"name": "alpha", "discovery": {"static": [a.address]}},
+                {"name": "beta", "hosts": ["beta.internal"], "discovery": {"static": [b.address]}},
+            ],
+            egress=True,
+        )
+    )
     host, port = sc.address("egress")
     async with aiohttp.ClientSession() as client:
         async with client.get(f"http://{host}:{port}/x", headers={"Host": "alpha"}) as r:
@@ -179,8 +240,10 @@ async def test_egress_routes_by_host_and_refuses_everything_else(backends, sidec
     hits = a.hits + b.hits
     # An absolute-form request target must be refused, never dialled.
     reader, writer = await asyncio.open_connection(host, port)
-    writer.write(f"GET http://{a.address}/steal HTTP/1.1\r\nHost: alpha\r\n"
-                 "Connection: close\r\n\r\n".encode())
+    writer.write(
+        f"GET http://{a.address}/steal HTTP/1.1\r\nHost: alpha\r\n"
+        "Connection: close\r\n\r\n".encode()
+    )
     await writer.drain()
     answer = await asyncio.wait_for(reader.read(), 5)
     writer.close()
