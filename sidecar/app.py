@@ -23,6 +23,7 @@ from resilience.clock import MONOTONIC, Clock
 from sidecar.admin import build_admin_app
 from sidecar.cluster import Cluster
 from sidecar.config.schema import Config, UpstreamConfig
+from sidecar.health_check import HealthChecker, health_checkers
 from sidecar.local_cluster import local_upstream
 from sidecar.pipeline.stack import build_stack
 from sidecar.proxy import ProxyHandler, Route, by_host, fixed
@@ -61,6 +62,7 @@ class Sidecar:
         self._tasks: list[asyncio.Task[None]] = []
         self.stack = build_stack(clock=clock, rng=self.rng)
         self.local: Cluster | None = None
+        self.health_checkers: dict[str, HealthChecker] = {}
         self.registration: ConsulRegistration | None = None
         self.observer: Observer = NULL_OBSERVER
 
@@ -85,6 +87,10 @@ class Sidecar:
         for name, source in self.sources.items():
             self._tasks.append(asyncio.create_task(source.run(), name=f"discovery:{name}"))
         await self._await_first_snapshots(cfg.discovery_timeout)
+        # Probes start once endpoints are known; stop() cancels them with the other tasks.
+        self.health_checkers = health_checkers(self.clusters.values(), rng=self.rng)
+        for name, checker in self.health_checkers.items():
+            self._tasks.append(asyncio.create_task(checker.run(), name=f"health:{name}"))
         await self._start_listeners()
         await self._register()
         self.state.ready = True

@@ -31,7 +31,8 @@ def parse_hash_on(value: object) -> HashOn | None:
         return None
     if not isinstance(value, str):
         raise ValueError(
-            f"expected 'header:NAME', 'cookie:NAME', 'query:NAME', 'source_ip' or 'path', got {value!r}"
+            "expected 'header:NAME', 'cookie:NAME', 'query:NAME', 'source_ip' or 'path', "
+            f"got {value!r}"
         )
     source, _, name = value.partition(":")
     source = source.strip()

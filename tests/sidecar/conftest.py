@@ -15,7 +15,7 @@ async def backends() -> AsyncIterator[Callable[[int], Awaitable[list[Backend]]]]
 
     async def make(n: int) -> list[Backend]:
         out = []
-        for i in range(n):
+        for _ in range(n):
             b = await Backend(f"b{len(started)}").start()
             started.append(b)
             out.append(b)

@@ -114,20 +114,24 @@ upstreams:
             "upstreams[0].listen: required unless listeners.egress routes to it by Host",
         ),
         (
-            "service: {name: s, port: 1}\nupstreams: [{name: a, listen: '1.2.3.4:5', discovery: {}}]",
+            "service: {name: s, port: 1}\n"
+            "upstreams: [{name: a, listen: '1.2.3.4:5', discovery: {}}]",
             "upstreams[0].discovery: exactly one of static, consul or dns_srv is required",
         ),
         (
-            "service: {name: s, port: 1}\nupstreams: [{name: a, listen: 'nope', discovery: {static: [a:1]}}]",
+            "service: {name: s, port: 1}\n"
+            "upstreams: [{name: a, listen: 'nope', discovery: {static: [a:1]}}]",
             "upstreams[0].listen: expected 'host:port', got 'nope'",
         ),
         (
-            "service: {name: s, port: 1}\nupstreams: [{name: a, listen: 'h:1', discovery: {static: [a:1]},"
+            "service: {name: s, port: 1}\n"
+            "upstreams: [{name: a, listen: 'h:1', discovery: {static: [a:1]},"
             " balancer: {policy: ring_hash}}]",
             "upstreams[0].balancer: balancer.hash_on is required with policy ring_hash",
         ),
         (
-            "service: {name: s, port: 1}\nupstreams: [{name: a, listen: 'h:1', discovery: {static: [a:1]},"
+            "service: {name: s, port: 1}\n"
+            "upstreams: [{name: a, listen: 'h:1', discovery: {static: [a:1]},"
             " balancer: {policy: ring_hash, hash_on: 'body'}}]",
             "upstreams[0].balancer.hash_on: unknown hash source 'body'; expected one of: cookie, header, "
             "path, query, source_ip",
