@@ -13,12 +13,13 @@ from __future__ import annotations
 import os
 import random
 import socket
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 
 import aiohttp
 from aiohttp import web
 
 TRACE_HEADERS = ("traceparent", "tracestate", "baggage")
+SESSION = web.AppKey("session", aiohttp.ClientSession)
 
 
 def build_app(env: Mapping[str, str], rng: random.Random | None = None) -> web.Application:
@@ -38,7 +39,7 @@ def build_app(env: Mapping[str, str], rng: random.Random | None = None) -> web.A
         body: dict[str, object] = {"service": name, "instance": instance, "path": request.path}
         if upstream:
             headers = {k: request.headers[k] for k in TRACE_HEADERS if k in request.headers}
-            session: aiohttp.ClientSession = app["session"]
+            session = app[SESSION]
             try:
                 async with session.get(f"{upstream}{request.path_qs}", headers=headers) as r:
                     body["upstream_status"] = r.status
@@ -52,10 +53,10 @@ def build_app(env: Mapping[str, str], rng: random.Random | None = None) -> web.A
                 return web.json_response(body, status=502)
         return web.json_response(body)
 
-    async def session_ctx(app: web.Application):  # type: ignore[no-untyped-def]
-        app["session"] = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+    async def session_ctx(app: web.Application) -> AsyncIterator[None]:
+        app[SESSION] = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         yield
-        await app["session"].close()
+        await app[SESSION].close()
 
     app.cleanup_ctx.append(session_ctx)
     app.router.add_get("/health", health)
