@@ -175,41 +175,51 @@ class Cluster:
         return sum(1 for i in self.member_ids if self._available(i))
 
     def pick(self, hash_key: str | None, tried: list[EndpointState]) -> EndpointState | None:
-        """Choose an endpoint for one attempt, preferring ones this request has not tried."""
+        """Choose an endpoint for one attempt, preferring ones this request has not tried.
+
+        Panic is decided before picking: when fewer than ``panic_threshold`` percent of the
+        members are available, health and ejection are ignored and every member whose
+        breaker admits takes traffic (Envoy's panic mode), rather than overloading the few
+        (or failing everything on a bad health signal).
+        """
         groups = self._groups
         if not groups:
             return None
-        available = self.available
+        self._set_panic(self._below_panic_threshold())
+        usable = self._admitted if self.panic else self.available
         if tried:
             tried_ids = {s.id for s in tried}
-            fresh: Callable[[str], bool] = lambda i: i not in tried_ids and available(i)  # noqa: E731
-        else:
-            tried_ids = set()
-            fresh = available
-        for group in groups:
-            chosen = group.balancer.pick(hash_key, fresh)
+            fresh: Callable[[str], bool] = lambda i: i not in tried_ids and usable(i)  # noqa: E731
+            chosen = self._pick_in_groups(hash_key, fresh)
             if chosen is not None:
-                self._set_panic(False)
+                return chosen
+            # Every usable endpoint was tried already: reuse one rather than fail.
+        return self._pick_in_groups(hash_key, usable)
+
+    def _pick_in_groups(
+        self, hash_key: str | None, eligible: Callable[[str], bool]
+    ) -> EndpointState | None:
+        for group in self._groups:
+            chosen = group.balancer.pick(hash_key, eligible)
+            if chosen is not None:
                 return self.states[chosen]
-        total = len(self.member_ids)
-        healthy = self.available_count()
-        if healthy == 0 or healthy < total * self._panic_threshold:
-            # Panic: too few endpoints look available; spread over all of them rather
-            # than overload the few (or fail everything on a bad health signal).
-            self._set_panic(self._panic_threshold > 0)
-            if self.panic:
-                not_tried: Callable[[str], bool] = lambda i: i not in tried_ids  # noqa: E731
-                for group in groups:
-                    chosen = group.balancer.pick(hash_key, not_tried)
-                    if chosen is not None:
-                        return self.states[chosen]
-        if tried:
-            # Every available endpoint was tried already: reuse one rather than fail.
-            for group in groups:
-                chosen = group.balancer.pick(hash_key, available)
-                if chosen is not None:
-                    return self.states[chosen]
         return None
+
+    def _below_panic_threshold(self) -> bool:
+        if self._panic_threshold <= 0:
+            return False
+        needed = len(self.member_ids) * self._panic_threshold
+        available = 0
+        for endpoint_id in self.member_ids:  # stops as soon as enough are found
+            if self._available(endpoint_id):
+                available += 1
+                if available >= needed:
+                    return False
+        return True
+
+    def _admitted(self, endpoint_id: str) -> bool:
+        breaker = self.states[endpoint_id].breaker
+        return breaker is None or breaker.admits()
 
     def _set_panic(self, panic: bool) -> None:
         if panic and not self.panic:

@@ -186,8 +186,11 @@ class PerTryTimeoutLayer:
             async with asyncio.timeout(budget):
                 return await self.inner(ex)
         except TimeoutError:
-            raise UpstreamTimeout(f"{ex.endpoint.id if ex.endpoint else '?'} did not answer "
-                                  f"within {budget:g}s") from None
+            where = ex.endpoint.id if ex.endpoint else "?"
+            if per_try is None or budget < per_try:
+                # The total deadline cut this try short: say so, whichever timer fired first.
+                raise DeadlineExceeded(f"{where} was cut off by the total deadline") from None
+            raise UpstreamTimeout(f"{where} did not answer within {budget:g}s") from None
 
 
 class TransportLayer:
