@@ -69,6 +69,7 @@ def demo_config(backends: list[DemoBackend]) -> str:
                     },
                     "balancer": {"policy": "weighted_round_robin"},
                     "retries": {"attempts": 2, "per_try_timeout": "500ms"},
+            "circuit_breakers": {"endpoint": {"reset_timeout": "2s"}},
                     "outlier_detection": {
                         "consecutive_local_origin_failure": 2,
                         "base_ejection_time": "2s",
@@ -90,8 +91,8 @@ def demo_config(backends: list[DemoBackend]) -> str:
 
 
 class View:
-    def __init__(self, names: list[str]) -> None:
-        self.names = names
+    def __init__(self, endpoints: dict[str, str]) -> None:
+        self.endpoints = endpoints  # backend name -> endpoint id
         self.by_backend: Counter[str] = Counter()
         self.by_status: Counter[str] = Counter()
         self.retried = 0
@@ -105,7 +106,7 @@ class View:
             "",
         ]
         lines.append(f"  {'backend':<10}{'share':>8}{'requests':>10}   state")
-        for name, endpoint_id in zip(self.names, cluster.member_ids, strict=False):
+        for name, endpoint_id in self.endpoints.items():
             n = self.by_backend[name]
             share = 100.0 * n / self.total if self.total else 0.0
             state = "available" if cluster.available(endpoint_id) else "EJECTED/UNHEALTHY"
@@ -157,7 +158,7 @@ async def demo_main(duration: float, rate: float, chaos: bool) -> int:
         f"http://127.0.0.1:{admin}/clusters",
         flush=True,
     )
-    view = View([b.name for b in backends])
+    view = View({b.name: f"127.0.0.1:{b.port}" for b in backends})
     stop = asyncio.Event()
     traffic = asyncio.create_task(_traffic(port, rate, view, stop))
     tty = sys.stdout.isatty()

@@ -105,10 +105,11 @@ def apply_environment(raw: dict[str, Any], env: Mapping[str, str]) -> None:
                 consul["address"] = addr
         token = env.get("CONSUL_HTTP_TOKEN")
         token_file = env.get("CONSUL_HTTP_TOKEN_FILE")
-        if token:
-            consul["token"] = token
-        elif token_file and Path(token_file).is_file():
+        # Consul's precedence: a token file wins over the token variable.
+        if token_file and Path(token_file).is_file():
             consul["token"] = Path(token_file).read_text(encoding="utf-8").strip()
+        elif token:
+            consul["token"] = token
         if env.get("CONSUL_HTTP_SSL", "").lower() in ("1", "true"):
             consul["scheme"] = "https"
         tls = consul.setdefault("tls", {}) if isinstance(consul.get("tls", {}), dict) else None

@@ -140,13 +140,17 @@ class ConsulDiscoveryConfig:
     tags: tuple[str, ...] = field(())
     passing_only: bool = field(True)
     datacenter: str | None = field(None)
-    wait: Annotated[float, Duration] = field(55.0)
+    wait: Annotated[float, Duration] = field(55.0, check=between(1, 600))  # Consul caps at 10m
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DnsRefreshConfig:
     min: Annotated[float, Duration] = field(1.0)
     max: Annotated[float, Duration] = field(60.0)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min <= self.max:
+            raise ValueError(f"need 0 < min <= max, got min={self.min:g}s max={self.max:g}s")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -209,6 +213,10 @@ class ConsulTlsConfig:
     cert_file: str | None = field(None)
     key_file: str | None = field(None)
     verify: bool = field(True)
+
+    def __post_init__(self) -> None:
+        if self.key_file and not self.cert_file:
+            raise ValueError("key_file needs cert_file")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -173,3 +173,22 @@ async def test_sigterm_drains_the_request_in_flight_then_exits_0(
         assert await resp.text() == "finished"
         resp.release()
     assert await asyncio.wait_for(pilotfish.proc.wait(), 10) == 0
+
+
+@pytest.mark.parametrize("chaos", [False, True])
+async def test_demo_runs_its_duration_and_stops_cleanly(chaos: bool):
+    args = [sys.executable, "-m", "sidecar", "demo", "--duration", "3", "--rate", "40"]
+    proc = await asyncio.create_subprocess_exec(
+        *args, *(["--chaos"] if chaos else []),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()
+    text = out.decode()
+    last = text.strip().splitlines()[-1]
+    sent = int(last.split()[1])
+    assert 100 <= sent <= 130, last  # 40/s for 3 s
+    assert ", 0 failed," in last, text[-800:]
+    for name in ("alpha", "bravo", "charlie"):
+        assert name in text
+    if chaos:
+        assert "[chaos: bravo killed]" in text
