@@ -163,22 +163,31 @@ async def demo_main(duration: float, rate: float, chaos: bool) -> int:
     traffic = asyncio.create_task(_traffic(port, rate, view, stop))
     tty = sys.stdout.isatty()
     started = time.monotonic()
-    victim = backends[1]
-    killed = revived = False
-    note = ""
+    notes: list[str] = [""]
+
+    async def chaos_loop() -> None:
+        victim = backends[1]
+        await asyncio.sleep(duration / 3)
+        await victim.kill()
+        notes[0] = f"[chaos: {victim.name} killed]"
+        print(notes[0], flush=True)
+        await asyncio.sleep(duration / 3)
+        await victim.start()
+        notes[0] = f"[chaos: {victim.name} revived]"
+        print(notes[0], flush=True)
+
+    chaos_task = asyncio.create_task(chaos_loop()) if chaos else None
     try:
         while (elapsed := time.monotonic() - started) < duration:
-            if chaos and not killed and elapsed >= duration / 3:
-                await victim.kill()
-                killed, note = True, f"[chaos: {victim.name} killed]"
-            if chaos and killed and not revived and elapsed >= 2 * duration / 3:
-                await victim.start()
-                revived, note = True, f"[chaos: {victim.name} revived]"
-            frame = view.render(elapsed, duration, sidecar, note)
+            frame = view.render(elapsed, duration, sidecar, notes[0])
             print(("\x1b[H\x1b[2J" if tty else "") + frame, flush=True)
             await asyncio.sleep(min(1.0, max(0.0, duration - elapsed)))
     finally:
         stop.set()
+        if chaos_task is not None:
+            chaos_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await chaos_task
         await traffic
         print(view.render(time.monotonic() - started, duration, sidecar, "done"), flush=True)
         await sidecar.stop()
