@@ -1,0 +1,264 @@
+"""Registering the local service with the local Consul agent, and keeping it registered.
+
+``ConsulRegistration.run`` is a long-lived loop doing three chores, scheduled by the pure
+``RegistrationSchedule``:
+
+* REGISTER  - ``PUT /v1/agent/service/register`` with Consul's documented body (``ID``, ``Name``,
+  ``Tags``, ``Address``, ``Port``, ``Meta``, ``Check``; durations as Go strings like "5s", "1m").
+  Due at start and whenever the agent turns out to have forgotten the service;
+* REPORT    - TTL checks only: every ttl/3, pass the check while ``app_health()`` says True and
+  fail it otherwise (an exception or no answer within ttl/3 counts as unhealthy). A 404 from
+  the agent means it lost the check: REGISTER is due again;
+* VERIFY    - every ``verify_interval`` seconds, ``GET /v1/agent/service/<id>``; a 404 means the
+  agent restarted without our registration: REGISTER is due again.
+
+The check gets Consul's default id ``service:<service id>`` (one check per service).
+A failed chore keeps its due time; the loop backs off (jittered, capped), logs one warning
+per outage and one info line on recovery. ``deregister()`` ends ``run``; nothing deregisters
+implicitly, so a crashed process is cleaned up by ``DeregisterCriticalServiceAfter``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import random
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from discovery.consul_client import ConsulClient, ConsulClientOptions, go_duration
+from discovery.errors import DiscoveryError
+from resilience.backoff import JitteredBackoff
+
+log = logging.getLogger(__name__)
+
+AppHealth = Callable[[], Awaitable[bool]]
+
+
+@dataclass(frozen=True)
+class HttpCheck:
+    """Consul probes ``url`` every ``interval``; 2xx passing, 429 warning, else critical."""
+
+    url: str
+    interval: float = 5.0
+    timeout: float = 1.0
+    deregister_critical_after: float | None = 60.0
+
+
+@dataclass(frozen=True)
+class TtlCheck:
+    """Critical unless Pilotfish reports in within ``ttl`` seconds (it does every ttl/3)."""
+
+    ttl: float = 10.0
+    deregister_critical_after: float | None = 60.0
+
+
+def default_service_id(name: str, hostname: str, port: int) -> str:
+    return f"{name}-{hostname}-{port}"
+
+
+def check_id_for(service_id: str) -> str:
+    """The id Consul gives the single check registered along with a service."""
+    return f"service:{service_id}"
+
+
+def registration_payload(
+    *,
+    service_id: str,
+    name: str,
+    address: str,
+    port: int,
+    tags: Sequence[str] = (),
+    meta: Mapping[str, str] | None = None,
+    check: HttpCheck | TtlCheck | None = None,
+) -> dict[str, object]:
+    """The ``PUT /v1/agent/service/register`` body; an empty address lets the agent use its own."""
+    payload: dict[str, object] = {"ID": service_id, "Name": name, "Tags": list(tags)}
+    if address:
+        payload["Address"] = address
+    payload["Port"] = port
+    payload["Meta"] = dict(meta or {})
+    if check is not None:
+        payload["Check"] = _check_payload(check)
+    return payload
+
+
+def _check_payload(check: HttpCheck | TtlCheck) -> dict[str, str]:
+    body: dict[str, str]
+    if isinstance(check, HttpCheck):
+        body = {
+            "HTTP": check.url,
+            "Interval": go_duration(check.interval),
+            "Timeout": go_duration(check.timeout),
+        }
+    else:
+        body = {"TTL": go_duration(check.ttl)}
+    if check.deregister_critical_after is not None:
+        body["DeregisterCriticalServiceAfter"] = go_duration(check.deregister_critical_after)
+    return body
+
+
+class Chore(enum.Enum):
+    REGISTER = "register"
+    REPORT = "report"
+    VERIFY = "verify"
+
+
+class RegistrationSchedule:
+    """When each chore is next due; pure (times are monotonic seconds passed in)."""
+
+    def __init__(self, *, report_every: float | None, verify_every: float, now: float) -> None:
+        self._every = {Chore.REPORT: report_every, Chore.VERIFY: verify_every}
+        self._due: dict[Chore, float] = {Chore.REGISTER: now, Chore.VERIFY: now + verify_every}
+        if report_every is not None:
+            self._due[Chore.REPORT] = now
+
+    def due(self, now: float) -> list[Chore]:
+        """Chores due at ``now``; REGISTER first, and alone, since the others need it done."""
+        if self._due.get(Chore.REGISTER, now + 1) <= now:
+            return [Chore.REGISTER]
+        return [c for c in (Chore.REPORT, Chore.VERIFY) if self._due.get(c, now + 1) <= now]
+
+    def done(self, chore: Chore, now: float) -> None:
+        if chore is Chore.REGISTER:
+            del self._due[Chore.REGISTER]
+            if self._every[Chore.REPORT] is not None:
+                self._due[Chore.REPORT] = now  # a fresh TTL check starts critical: report at once
+            return
+        every = self._every[chore]
+        assert every is not None
+        self._due[chore] = now + every
+
+    def lost(self, now: float) -> None:
+        """The agent forgot the registration: register again now."""
+        self._due[Chore.REGISTER] = now
+
+    def wait(self, now: float) -> float:
+        """Seconds until the next chore is due (0.0 when one is due now)."""
+        return max(0.0, min(self._due.values()) - now)
+
+
+class ConsulRegistration:
+    """Keeps the local service registered with the local agent while ``run`` runs."""
+
+    def __init__(
+        self,
+        options: ConsulClientOptions,
+        *,
+        service_id: str,
+        name: str,
+        address: str,
+        port: int,
+        tags: Sequence[str] = (),
+        meta: Mapping[str, str] = MappingProxyType({}),
+        check: HttpCheck | TtlCheck | None = None,
+        app_health: AppHealth | None = None,
+        verify_interval: float = 10.0,
+        rng: random.Random | None = None,
+        backoff_base: float = 0.1,
+        backoff_cap: float = 10.0,
+    ) -> None:
+        if not service_id or not name:
+            raise ValueError("service_id and name must not be empty")
+        if not 0 < port < 65536:
+            raise ValueError(f"port must be 1..65535, got {port}")
+        self.service_id = service_id
+        self.check_id = check_id_for(service_id)
+        self.check = check
+        self.payload = registration_payload(
+            service_id=service_id,
+            name=name,
+            address=address,
+            port=port,
+            tags=tags,
+            meta=meta,
+            check=check,
+        )
+        self._app_health = app_health
+        self._verify_interval = verify_interval
+        self._client = ConsulClient(options)
+        self._backoff = JitteredBackoff(backoff_base, backoff_cap, rng or random.Random())
+        self._failing = False
+        self._stopped = asyncio.Event()
+
+    async def register(self) -> None:
+        """Register (or update) the service now; raises ``DiscoveryError`` on failure."""
+        self._stopped.clear()
+        await self._client.register_service(self.payload)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        report_every = self.check.ttl / 3 if isinstance(self.check, TtlCheck) else None
+        schedule = RegistrationSchedule(
+            report_every=report_every, verify_every=self._verify_interval, now=loop.time()
+        )
+        while not self._stopped.is_set():
+            try:
+                for chore in schedule.due(loop.time()):
+                    if await self._do(chore):
+                        schedule.done(chore, loop.time())
+                    else:
+                        log.info("consul agent lost service %r; registering again", self.service_id)
+                        schedule.lost(loop.time())
+            except DiscoveryError as exc:
+                self._outage(str(exc))
+                await self._pause(self._backoff.next())
+                continue
+            self._recovered()
+            await self._pause(schedule.wait(loop.time()))
+
+    async def maintenance(self, enable: bool, reason: str) -> None:
+        """Put the service in (or take it out of) Consul maintenance mode."""
+        if not await self._client.service_maintenance(self.service_id, enable, reason):
+            raise DiscoveryError(f"consul agent does not know service {self.service_id!r}")
+
+    async def deregister(self) -> None:
+        """Remove the service from the agent and end ``run``; unknown ids are not an error."""
+        self._stopped.set()
+        await self._client.deregister_service(self.service_id)
+
+    async def close(self) -> None:
+        self._stopped.set()
+        await self._client.close()
+
+    async def _do(self, chore: Chore) -> bool:
+        """Perform ``chore``; False when the agent turned out not to know the service."""
+        if chore is Chore.REGISTER:
+            await self._client.register_service(self.payload)
+            log.info("registered %r with the consul agent", self.service_id)
+            return True
+        if chore is Chore.VERIFY:
+            return await self._client.agent_service(self.service_id) is not None
+        healthy, note = await self._probe_app()
+        return await self._client.update_ttl(self.check_id, passing=healthy, note=note)
+
+    async def _probe_app(self) -> tuple[bool, str]:
+        if self._app_health is None:
+            return True, "pilotfish: serving"
+        assert isinstance(self.check, TtlCheck)
+        try:
+            healthy = await asyncio.wait_for(self._app_health(), self.check.ttl / 3)
+        except Exception as exc:  # the app's probe failing in any way means "not healthy"
+            return False, f"pilotfish: application health probe failed ({type(exc).__name__})"
+        if healthy:
+            return True, "pilotfish: application healthy"
+        return False, "pilotfish: application reports unhealthy"
+
+    async def _pause(self, seconds: float) -> None:
+        # Wakes early when deregister() or close() ends the loop.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopped.wait(), seconds)
+
+    def _outage(self, message: str) -> None:
+        if not self._failing:
+            self._failing = True
+            log.warning("consul registration of %r failing: %s", self.service_id, message)
+
+    def _recovered(self) -> None:
+        self._backoff.reset()
+        if self._failing:
+            self._failing = False
+            log.info("consul registration of %r recovered", self.service_id)

@@ -1,0 +1,118 @@
+"""``ConsulHealthWatcher``: a Source that follows one service's healthy instances in Consul.
+
+One long-lived loop of blocking reads of ``/v1/health/service/<name>``:
+
+* the next ``index`` comes from ``consul_blocking.next_index`` (reset on a backwards index,
+  never below 1 after an answer); the loop is rate limited by a burst-2 token bucket refilled
+  every ``min_interval`` seconds, as Consul's blocking-query documentation recommends;
+* each answer is parsed by the pure ``parse_health_service`` and published; ``Watch.publish``
+  ignores a snapshot with unchanged content, and this loop logs nothing on such a wake-up;
+* any failure (unreachable, timeout, 5xx, 403, malformed JSON or entries) keeps the last good
+  snapshot, is recorded with ``watch.fail``, and is retried after a capped, jittered
+  exponential backoff. One warning is logged when an outage starts, one info line when it
+  ends; the ACL token never appears in either.
+
+``tags``: the first tag is sent to Consul as ``?tag=`` (python-consul2 passes only one); every
+tag is then checked on each instance, so all of them must be present.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Sequence
+
+from discovery.consul_blocking import TokenBucket, next_index
+from discovery.consul_client import ConsulClient, ConsulClientOptions
+from discovery.consul_parse import parse_health_service
+from discovery.errors import DiscoveryError
+from discovery.model import EndpointSet
+from discovery.watch import Watch, endpoint_watch
+from resilience.backoff import JitteredBackoff
+from resilience.clock import MONOTONIC, Clock
+
+log = logging.getLogger(__name__)
+
+BURST = 2
+
+
+class ConsulHealthWatcher:
+    """Publishes the instances of ``service`` that Consul reports healthy."""
+
+    def __init__(
+        self,
+        options: ConsulClientOptions,
+        *,
+        service: str,
+        tags: Sequence[str] = (),
+        passing_only: bool = True,
+        datacenter: str | None = None,
+        wait: float = 55.0,
+        rng: random.Random | None = None,
+        min_interval: float = 15.0,
+        backoff_base: float = 0.1,
+        backoff_cap: float = 10.0,
+        clock: Clock = MONOTONIC,
+    ) -> None:
+        if not service:
+            raise ValueError("service name is empty")
+        if not 0 < wait <= 600:
+            raise ValueError(f"wait must be in (0, 600] seconds (Consul's limit), got {wait}")
+        self.service = service
+        self.tags = tuple(tags)
+        self.passing_only = passing_only
+        self.datacenter = datacenter
+        self.wait = wait
+        self.watch: Watch[EndpointSet] = endpoint_watch(f"consul:{service}")
+        self._client = ConsulClient(options)
+        self._clock = clock
+        self._bucket = TokenBucket(BURST, min_interval, clock.now())
+        self._backoff = JitteredBackoff(backoff_base, backoff_cap, rng or random.Random())
+        self._index = 0
+        self._closed = asyncio.Event()
+
+    async def run(self) -> None:
+        while not self._closed.is_set():
+            try:
+                returned, payload = await self._client.health_service(
+                    self.service,
+                    index=self._index,
+                    wait=self.wait,
+                    passing=self.passing_only,
+                    tag=self.tags[0] if self.tags else None,
+                    datacenter=self.datacenter,
+                )
+                snapshot = parse_health_service(
+                    payload, passing_only=self.passing_only, tags=self.tags
+                )
+            except DiscoveryError as exc:
+                self._failed(str(exc))
+                await self._pause(self._backoff.next())
+                continue
+            self._succeeded(snapshot)
+            self._index = next_index(self._index, returned)
+            await self._pause(self._bucket.take(self._clock.now()))
+
+    async def close(self) -> None:
+        """Stop ``run`` (it returns at its next step; cancel it to end a pending read)."""
+        self._closed.set()
+        await self._client.close()
+
+    async def _pause(self, seconds: float) -> None:
+        if seconds > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closed.wait(), seconds)
+
+    def _failed(self, message: str) -> None:
+        if self.watch.fail(message):
+            log.warning("consul service %r: keeping last endpoints; %s", self.service, message)
+
+    def _succeeded(self, snapshot: EndpointSet) -> None:
+        recovering = self.watch.failing
+        self._backoff.reset()
+        self.watch.publish(snapshot, now=time.time())
+        if recovering:
+            log.info("consul service %r: recovered, %d endpoint(s)", self.service, len(snapshot))
