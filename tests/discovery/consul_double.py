@@ -224,7 +224,7 @@ class ConsulDouble:
         return self.state.services.get((self.node, service_id))
 
     def health_requests(self, service: str) -> list[RecordedRequest]:
-        return [r for r in self.requests if r.path == HEALTH_PATH + service]
+        return [r for r in self.requests_to(HEALTH_PATH) if r.path == HEALTH_PATH + service]
 
     def requests_to(self, path_prefix: str) -> list[RecordedRequest]:
         return [r for r in self.requests if r.path.startswith(path_prefix)]
@@ -483,8 +483,7 @@ class ConsulDouble:
         self._ttl_timers[check.check_id] = loop.call_later(check.ttl, self._expire, check)
 
     def _drop_timer(self, check_id: str) -> None:
-        timer = self._ttl_timers.pop(check_id, None)
-        if timer is not None:
+        if (timer := self._ttl_timers.pop(check_id, None)) is not None:
             timer.cancel()
 
     def _expire(self, check: CheckState) -> None:
