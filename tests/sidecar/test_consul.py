@@ -8,10 +8,8 @@ import socket
 
 import yaml
 
-from tests.discovery.consul_double import ConsulDouble
+from tests.discovery.consul_double import ConsulDouble, consul_double  # noqa: F401 (fixture)
 from tests.sidecar.harness import url
-
-pytest_plugins = ["tests.discovery.conftest"]
 
 
 async def _get_backends(client, target: str, n: int) -> set[str]:
