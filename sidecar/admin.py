@@ -13,6 +13,7 @@ from aiohttp import web
 
 from sidecar.cluster import Cluster
 from sidecar.config import redacted
+from sidecar.telemetry.admin_routes import add_telemetry_routes
 
 if TYPE_CHECKING:
     from sidecar.app import Sidecar
@@ -27,6 +28,7 @@ def build_admin_app(sidecar: Sidecar) -> web.Application:
     app.router.add_get("/ready", _ready)
     app.router.add_get("/clusters", _clusters)
     app.router.add_get("/config", _config)
+    add_telemetry_routes(app, sidecar.observer)  # "/", "/metrics", "/stats"
     return app
 
 
@@ -86,7 +88,7 @@ def cluster_view(cluster: Cluster, watch: Any) -> dict[str, Any]:
     return {
         "name": cluster.name,
         "balancer": cluster.config.balancer.policy,
-        "hash_on": str(cluster.config.balancer.hash_on) if cluster.config.balancer.hash_on else None,
+        "hash_on": str(hash_on) if (hash_on := cluster.config.balancer.hash_on) else None,
         "discovery": {
             "source": cluster.config.discovery.kind,
             "ready": watch.ready,

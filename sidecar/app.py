@@ -29,7 +29,7 @@ from sidecar.pipeline.stack import build_stack
 from sidecar.proxy import ProxyHandler, Route, by_host, fixed
 from sidecar.registration import build_registration
 from sidecar.sources import build_source
-from sidecar.telemetry.observer import NULL_OBSERVER, Observer
+from sidecar.telemetry.telemetry import Telemetry
 from sidecar.transport.aiohttp_client import AiohttpTransport
 
 log = logging.getLogger("pilotfish")
@@ -64,7 +64,7 @@ class Sidecar:
         self.local: Cluster | None = None
         self.health_checkers: dict[str, HealthChecker] = {}
         self.registration: ConsulRegistration | None = None
-        self.observer: Observer = NULL_OBSERVER
+        self.observer: Telemetry = Telemetry(config)
 
     # -- building ---------------------------------------------------------------------
 
@@ -84,6 +84,7 @@ class Sidecar:
             self.local = self._cluster(local_upstream(cfg.service))
         for upstream in cfg.upstreams:
             self._cluster(upstream)
+        self.observer.open(self)
         for name, source in self.sources.items():
             self._tasks.append(asyncio.create_task(source.run(), name=f"discovery:{name}"))
         await self._await_first_snapshots(cfg.discovery_timeout)
@@ -199,6 +200,7 @@ class Sidecar:
         admin = self.state.listeners.get("admin")
         if admin is not None:
             await admin.runner.cleanup()
+        await self.observer.close()  # flushes ended spans and pending access-log lines
         log.info("pilotfish stopped")
 
     def address(self, name: str) -> tuple[str, int]:

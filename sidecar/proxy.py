@@ -90,7 +90,9 @@ class ProxyHandler:
             error = response.headers.get("x-pilotfish-error")
             return response
         finally:
-            sent = response.body_length if response is not None and response.prepared else 0
+            # A buffered answer is written after we return: its size is its Content-Length.
+            sent = (0 if response is None else response.body_length if response.prepared
+                    else response.content_length or 0)
             observer.request_end(ctx, self.listener, request, holder[0] if holder else None,
                                  status, error, sent)  # observer hook
 
@@ -106,7 +108,8 @@ class ProxyHandler:
             route = self.router(request)
             cluster = route.cluster
             if not cluster.limit.try_acquire():
-                raise Overflow(f"cluster {cluster.name!r} has {cluster.limit.limit} requests in flight")
+                limit = cluster.limit.limit
+                raise Overflow(f"cluster {cluster.name!r} has {limit} requests in flight")
             try:
                 ex = await self._exchange(request, route, ctx)
                 holder.append(ex)

@@ -26,16 +26,24 @@ class Observer(Protocol):
     def request_start(self, listener: str, request: web.BaseRequest) -> Any:
         """Returns a per-request context (kept as ``Exchange.span``)."""
 
-    def request_end(self, ctx: Any, listener: str, request: web.BaseRequest,
-                    ex: Exchange | None, status: int, error: str | None,
-                    bytes_out: int) -> None: ...
+    def request_end(
+        self,
+        ctx: Any,
+        listener: str,
+        request: web.BaseRequest,
+        ex: Exchange | None,
+        status: int,
+        error: str | None,
+        bytes_out: int,
+    ) -> None: ...
 
     def attempt_start(self, ex: Exchange) -> Any:
         """Called right before a physical attempt; may add headers (traceparent) to
         ``ex.headers``. Returns a per-attempt token."""
 
-    def attempt_end(self, token: Any, ex: Exchange, outcome: Outcome, status: int | None,
-                    error: str | None) -> None: ...
+    def attempt_end(
+        self, token: Any, ex: Exchange, outcome: Outcome, status: int | None, error: str | None
+    ) -> None: ...
 
     def event(self, ex: Exchange | None, name: str, attributes: dict[str, Any]) -> None: ...
 
@@ -46,16 +54,24 @@ class NullObserver:
     def request_start(self, listener: str, request: web.BaseRequest) -> Any:
         return None
 
-    def request_end(self, ctx: Any, listener: str, request: web.BaseRequest,
-                    ex: Exchange | None, status: int, error: str | None,
-                    bytes_out: int) -> None:
+    def request_end(
+        self,
+        ctx: Any,
+        listener: str,
+        request: web.BaseRequest,
+        ex: Exchange | None,
+        status: int,
+        error: str | None,
+        bytes_out: int,
+    ) -> None:
         return None
 
     def attempt_start(self, ex: Exchange) -> Any:
         return None
 
-    def attempt_end(self, token: Any, ex: Exchange, outcome: Outcome, status: int | None,
-                    error: str | None) -> None:
+    def attempt_end(
+        self, token: Any, ex: Exchange, outcome: Outcome, status: int | None, error: str | None
+    ) -> None:
         return None
 
     def event(self, ex: Exchange | None, name: str, attributes: dict[str, Any]) -> None:

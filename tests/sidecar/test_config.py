@@ -133,7 +133,8 @@ upstreams:
             "service: {name: s, port: 1}\n"
             "upstreams: [{name: a, listen: 'h:1', discovery: {static: [a:1]},"
             " balancer: {policy: ring_hash, hash_on: 'body'}}]",
-            "upstreams[0].balancer.hash_on: unknown hash source 'body'; expected one of: cookie, header, "
+            "upstreams[0].balancer.hash_on: unknown hash source 'body'; "
+            "expected one of: cookie, header, "
             "path, query, source_ip",
         ),
         (
@@ -142,7 +143,8 @@ upstreams:
             "upstreams[0].listen: 127.0.0.1:9 is already used by listeners.admin",
         ),
         (
-            "service: {name: s, port: 1}\nupstreams: [{name: a, listen: 'h:1', discovery: {static: [a:1]}},"
+            "service: {name: s, port: 1}\n"
+            "upstreams: [{name: a, listen: 'h:1', discovery: {static: [a:1]}},"
             " {name: a, listen: 'h:2', discovery: {static: [a:1]}}]",
             "upstreams[1].name: 'a' is already the name of upstreams[0]",
         ),

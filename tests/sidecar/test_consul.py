@@ -22,7 +22,10 @@ async def _get_backends(client, target: str, n: int) -> set[str]:
 
 
 async def test_routing_follows_consul_survives_an_outage_and_registers(
-    consul_double: ConsulDouble, backends, sidecar_factory, client
+    consul_double: ConsulDouble,  # noqa: F811 (the fixture imported above)
+    backends,
+    sidecar_factory,
+    client,
 ):
     b0, b1, b2 = await backends(3)
     for b in (b0, b1):

@@ -1,0 +1,341 @@
+"""``Telemetry``: the sidecar's ``Observer`` — spans, metrics and the access log in one place.
+
+Built with the sidecar; ``open(sidecar)`` (once clusters exist) registers the scrape-time
+collector and the ejection callbacks and starts tracing and the access log as configured;
+``close()`` flushes spans and log lines. With tracing disabled no span object is ever made;
+with the access log disabled no record is built.
+
+An attempt cancelled from outside (per-try timeout, total deadline, or the client going
+away) reaches ``attempt_end`` as ``cancelled``; which it was is only known later, so it is
+settled at the next attempt (it was a timeout) or at ``request_end`` (a timeout, unless
+the client disconnected).
+
+Invariants: hooks never raise into the request path (an internal error is counted in
+``pilotfish_telemetry_errors_total``); every accepted request is counted once and every
+attempt once; a span is ended exactly once.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from collections.abc import Mapping
+from functools import partial
+from time import perf_counter, time, time_ns
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry
+
+from resilience.outcome import Outcome
+from sidecar.config.schema import Config
+from sidecar.telemetry.access_log import AccessLog, response_flags, rfc3339, trace_id_of
+from sidecar.telemetry.metrics import RequestMetrics, code_class
+from sidecar.telemetry.span_export import ExportCounts
+from sidecar.telemetry.state_metrics import StateCollector
+from sidecar.telemetry.tracing import Tracing
+
+if TYPE_CHECKING:
+    from aiohttp import web
+    from opentelemetry.trace import Span
+
+    from resilience.outlier import Ejected
+    from sidecar.app import Sidecar
+    from sidecar.pipeline.exchange import Exchange
+
+log = logging.getLogger("pilotfish.telemetry")
+
+# The request a task is handling, for cluster events (ejections) that carry no Exchange.
+_CURRENT: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar(
+    "pilotfish_request", default=None
+)
+
+
+class ListenerStats:
+    __slots__ = ("duration", "in_flight", "name")
+
+    def __init__(self, name: str, metrics: RequestMetrics) -> None:
+        self.name = name
+        self.in_flight = 0
+        self.duration = metrics.downstream_duration[(name,)]
+
+
+class RequestContext:
+    """Per-request state, kept by the pipeline as ``Exchange.span``."""
+
+    __slots__ = ("listener", "panic_seen", "pending", "span", "start", "wall")
+
+    def __init__(self, listener: ListenerStats) -> None:
+        self.listener = listener
+        self.start = perf_counter()
+        self.wall = time()
+        self.span: Span | None = None
+        self.pending: Attempt | None = None  # a cancelled attempt not yet classified
+        self.panic_seen = False
+
+
+class Attempt:
+    __slots__ = ("cluster", "duration", "end_ns", "endpoint", "span", "start")
+
+    def __init__(self, cluster: str, endpoint: str) -> None:
+        self.cluster = cluster
+        self.endpoint = endpoint
+        self.start = perf_counter()
+        self.duration = 0.0
+        self.end_ns: int | None = None
+        self.span: Span | None = None
+
+
+class Telemetry:
+    def __init__(self, config: Config, *, scheme: str = "http") -> None:
+        self.config = config
+        self.scheme = scheme
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.metrics = RequestMetrics(self.registry)
+        self.tracing: Tracing | None = None
+        self.access_log: AccessLog | None = None
+        self._listeners: dict[str, ListenerStats] = {}
+        self._opened = False
+        self._warned = False
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def open(self, sidecar: Sidecar) -> None:
+        if self._opened:
+            return
+        self._opened = True
+        self.registry.register(
+            StateCollector(
+                sidecar.clusters, sidecar.sources, self.listeners_in_flight, lambda: sidecar.ready
+            )
+        )
+        for name, cluster in sidecar.clusters.items():
+            cluster.on_ejection.append(partial(self._ejected, name))
+        cfg = self.config
+        if cfg.tracing.enabled:
+            m = self.metrics
+            counts = ExportCounts(
+                m.spans_exported.inc, m.spans_failed.inc, m.trace_dropped_metric.inc
+            )
+            self.tracing = Tracing(cfg.tracing, cfg.service.name, counts)
+        if cfg.access_log.enabled:
+            self.access_log = AccessLog.open(cfg.access_log.path, on_error=self._fault)
+
+    async def flush(self, timeout: float = 5.0) -> bool:
+        """Write pending log lines and export ended spans now."""
+        if self.access_log is not None:
+            self.access_log.flush()
+        if self.tracing is not None:
+            return await self.tracing.flush(timeout)
+        return True
+
+    async def close(self, timeout: float = 5.0) -> None:
+        if self.access_log is not None:
+            self.access_log.close()
+            self.access_log = None
+        if self.tracing is not None:
+            tracing, self.tracing = self.tracing, None
+            await tracing.shutdown(timeout)
+
+    def listeners_in_flight(self) -> Mapping[str, int]:
+        return {name: s.in_flight for name, s in self._listeners.items()}
+
+    def _listener(self, name: str) -> ListenerStats:
+        stats = self._listeners[name] = ListenerStats(name, self.metrics)
+        return stats
+
+    def _fault(self) -> None:
+        self.metrics.telemetry_errors_metric.inc()
+        if not self._warned:
+            self._warned = True
+            log.exception("telemetry hook failed; the request went on (further errors counted)")
+
+    # -- Observer hooks ----------------------------------------------------------------
+
+    def request_start(self, listener: str, request: web.BaseRequest) -> Any:
+        try:
+            stats = self._listeners.get(listener) or self._listener(listener)
+            stats.in_flight += 1
+            ctx = RequestContext(stats)
+            if self.tracing is not None:
+                ctx.span = self.tracing.start_server(listener, request, self.scheme)
+                _CURRENT.set(ctx)
+            return ctx
+        except Exception:
+            self._fault()
+            return None
+
+    def request_end(
+        self,
+        ctx: Any,
+        listener: str,
+        request: web.BaseRequest,
+        ex: Exchange | None,
+        status: int,
+        error: str | None,
+        bytes_out: int,
+    ) -> None:
+        if not isinstance(ctx, RequestContext):
+            return
+        try:
+            elapsed = perf_counter() - ctx.start
+            stats = ctx.listener
+            stats.in_flight -= 1
+            self.metrics.downstream_requests[(listener, code_class(status))].inc()
+            stats.duration.observe(elapsed)
+            if ctx.pending is not None:
+                self._settle(ctx, "cancelled" if status == 0 else "timeout")
+            flags = ""
+            if ctx.span is not None or self.access_log is not None:
+                flags = response_flags(ex.flags if ex is not None else "", error)
+            if ctx.span is not None and self.tracing is not None:
+                _CURRENT.set(None)
+                self.tracing.end_server(ctx.span, status, error, ex, flags if flags != "-" else "")
+            if self.access_log is not None:
+                self.access_log.write(
+                    self._record(ctx, listener, request, ex, status, flags, elapsed, bytes_out)
+                )
+        except Exception:
+            self._fault()
+
+    def attempt_start(self, ex: Exchange) -> Any:
+        try:
+            state = ex.endpoint
+            if state is None:
+                return None
+            cluster = ex.cluster
+            ctx = ex.span if isinstance(ex.span, RequestContext) else None
+            if ctx is not None:
+                if ctx.pending is not None:
+                    self._settle(ctx, "timeout")  # a new attempt: the last one timed out
+                if cluster.panic and not ctx.panic_seen:
+                    ctx.panic_seen = True
+                    self._decision(ctx, "panic", {"pilotfish.cluster": cluster.name})
+            if ex.hash_key is not None:
+                primary = cluster.primary(ex.hash_key)
+                if primary is not None and primary != state.id:
+                    self.metrics.ring_hash_fallbacks[(cluster.name,)].inc()
+                    self._decision(
+                        ctx,
+                        "ring_hash_fallback",
+                        {"pilotfish.primary": primary, "pilotfish.endpoint": state.id},
+                    )
+            attempt = Attempt(cluster.name, state.id)
+            if self.tracing is not None:
+                parent = ctx.span if ctx is not None else None
+                attempt.span = self.tracing.start_client(parent, ex, state)
+            return attempt
+        except Exception:
+            self._fault()
+            return None
+
+    def attempt_end(
+        self, token: Any, ex: Exchange, outcome: Outcome, status: int | None, error: str | None
+    ) -> None:
+        if not isinstance(token, Attempt):
+            return
+        try:
+            token.duration = perf_counter() - token.start
+            if error == "cancelled":
+                token.end_ns = time_ns()
+                ctx = ex.span if isinstance(ex.span, RequestContext) else None
+                if ctx is not None:
+                    ctx.pending = token
+                    return
+                self._finish(token, "cancelled", None, "cancelled")
+                return
+            self._finish(token, outcome.value, status, error)
+        except Exception:
+            self._fault()
+
+    def event(self, ex: Exchange | None, name: str, attributes: dict[str, Any]) -> None:
+        try:
+            ctx = ex.span if ex is not None else _CURRENT.get()
+            if ex is not None:
+                m = self.metrics
+                cluster = ex.cluster.name
+                if name == "retry":
+                    m.retries[(cluster,)].inc()
+                elif name == "retry_budget_exhausted":
+                    m.budget_exhausted[(cluster,)].inc()
+                elif name == "breaker_rejected":
+                    endpoint = str(attributes.get("pilotfish.endpoint", ""))
+                    m.breaker_rejections[(cluster, endpoint)].inc()
+            self._decision(ctx if isinstance(ctx, RequestContext) else None, name, attributes)
+        except Exception:
+            self._fault()
+
+    # -- internals ---------------------------------------------------------------------
+
+    def _decision(self, ctx: RequestContext | None, name: str, attributes: dict[str, Any]) -> None:
+        if ctx is not None and ctx.span is not None and self.tracing is not None:
+            self.tracing.add_event(ctx.span, name, attributes)
+
+    def _settle(self, ctx: RequestContext, outcome: str) -> None:
+        attempt, ctx.pending = ctx.pending, None
+        if attempt is not None:
+            self._finish(attempt, outcome, None, outcome)
+
+    def _finish(
+        self, attempt: Attempt, outcome: str, status: int | None, error: str | None
+    ) -> None:
+        m = self.metrics
+        key = (attempt.cluster, attempt.endpoint)
+        m.attempts[(*key, outcome)].inc()
+        m.attempt_duration[(attempt.cluster,)].observe(attempt.duration)
+        if outcome == "timeout":
+            m.timeouts[key].inc()
+        elif outcome == "connect_failure":
+            m.connect_failures[key].inc()
+        if attempt.span is not None and self.tracing is not None:
+            self.tracing.end_client(attempt.span, status, error, attempt.end_ns)
+
+    def _ejected(self, cluster: str, ejected: Ejected) -> None:
+        try:
+            self.metrics.ejections[(cluster, str(ejected.id), ejected.reason)].inc()
+            self._decision(
+                _CURRENT.get(),
+                "ejection",
+                {
+                    "pilotfish.cluster": cluster,
+                    "pilotfish.endpoint": str(ejected.id),
+                    "pilotfish.ejection.reason": ejected.reason,
+                    "pilotfish.ejection.times": ejected.times,
+                },
+            )
+        except Exception:
+            self._fault()
+
+    def _record(
+        self,
+        ctx: RequestContext,
+        listener: str,
+        request: web.BaseRequest,
+        ex: Exchange | None,
+        status: int,
+        flags: str,
+        elapsed: float,
+        bytes_out: int,
+    ) -> dict[str, Any]:
+        headers = request.headers
+        if ctx.span is not None:
+            trace_id: str | None = Tracing.trace_id(ctx.span)
+        else:
+            trace_id = trace_id_of(headers.get("traceparent"))
+        endpoint = ex.endpoint if ex is not None else None
+        return {
+            "time": rfc3339(ctx.wall),
+            "listener": listener,
+            "method": request.method,
+            "path": request.raw_path,
+            "status": status,
+            "duration_ms": round(elapsed * 1000, 3),
+            "upstream_cluster": ex.cluster.name if ex is not None else None,
+            "upstream_endpoint": endpoint.id if endpoint is not None else None,
+            "attempts": ex.attempts if ex is not None else 0,
+            "response_flags": flags,
+            "trace_id": trace_id,
+            "request_id": ex.request_id if ex is not None else headers.get("x-request-id"),
+            "bytes_in": request.content.total_bytes,
+            "bytes_out": bytes_out,
+            "user_agent": headers.get("User-Agent"),
+        }

@@ -1,0 +1,246 @@
+"""Spans of one sidecar: a SERVER span per accepted request, a CLIENT span per attempt.
+
+Each sidecar has a private ``TracerProvider`` (the global one is left alone, so several
+sidecars can share a process), a sampler from ``TracingConfig``, and, when an endpoint is
+configured, a ``BatchSpanProcessor`` feeding an OTLP/HTTP exporter. W3C ``traceparent``/
+``tracestate`` of the incoming request are continued; each attempt gets a fresh
+``traceparent`` naming its CLIENT span. ``baggage`` is forwarded untouched with the other
+request headers.
+
+Invariants: attributes and events are built only for spans that record *and* will be
+exported; a span is ended exactly once; nothing here blocks the event loop (flush and
+shutdown run on a thread and are bounded in time).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry.context import Context
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+from opentelemetry.trace import (
+    INVALID_SPAN_CONTEXT,
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    get_current_span,
+    set_span_in_context,
+)
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from sidecar.config.schema import TracingConfig
+from sidecar.telemetry import semconv
+from sidecar.telemetry.span_export import (
+    ExportCounts,
+    build_sampler,
+    counting_pipeline,
+    run_in_thread,
+)
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from sidecar.cluster import EndpointState
+    from sidecar.pipeline.exchange import Exchange
+
+DEFAULT_MAX_QUEUE = 2048
+_ERROR = Status(StatusCode.ERROR)
+
+
+class Tracing:
+    def __init__(
+        self,
+        config: TracingConfig,
+        service_name: str,
+        counts: ExportCounts,
+        *,
+        max_queue: int | None = None,
+        version: str = "",
+    ) -> None:
+        resource = Resource.create({SERVICE_NAME: config.service_name or service_name})
+        self.provider = TracerProvider(
+            sampler=build_sampler(config.sampler, config.sampler_arg),
+            resource=resource,
+            shutdown_on_exit=False,
+        )
+        self.exporting = config.endpoint is not None
+        if config.endpoint is not None:
+            queue = max_queue or int(os.environ.get("OTEL_BSP_MAX_QUEUE_SIZE") or DEFAULT_MAX_QUEUE)
+            exporter = OTLPSpanExporter(endpoint=config.endpoint, headers=dict(config.headers))
+
+            def batch(inner: SpanExporter) -> BatchSpanProcessor:
+                return BatchSpanProcessor(
+                    inner, max_queue_size=queue, max_export_batch_size=min(512, queue)
+                )
+
+            self.provider.add_span_processor(counting_pipeline(exporter, counts, queue, batch))
+        self.tracer = self.provider.get_tracer("pilotfish", version)
+        self.sampler = self.provider.sampler
+        # Decisions known without the SDK: a drop-everything sampler, or a parent-based one
+        # below a caller that did not sample.
+        self._always_off = config.sampler == "always_off"
+        self._parent_based = config.sampler.startswith("parentbased_")
+        self.propagator = TraceContextTextMapPropagator()
+        self._ids = RandomIdGenerator()
+
+    # -- spans that record nothing -------------------------------------------------------
+
+    def _unrecorded(self, name: str, parent: Context | None) -> Span:
+        """A SERVER span that nobody will receive (nothing is exported, or the sampler is
+        known to drop it): only its ids and sampled flag matter (they go to the next hop and
+        the access log), so the SDK span machinery is skipped.
+        """
+        remote = (
+            get_current_span(parent).get_span_context()
+            if parent is not None
+            else INVALID_SPAN_CONTEXT
+        )
+        trace_id = remote.trace_id if remote.is_valid else self._ids.generate_trace_id()
+        result = self.sampler.should_sample(parent, trace_id, name, SpanKind.SERVER)
+        sampled = TraceFlags.SAMPLED if result.decision.is_sampled() else TraceFlags.DEFAULT
+        context = SpanContext(
+            trace_id,
+            self._ids.generate_span_id(),
+            is_remote=False,
+            trace_flags=TraceFlags(sampled),
+            trace_state=result.trace_state,
+        )
+        return NonRecordingSpan(context)
+
+    def _dropped(self, parent: Context | None) -> bool:
+        if self._always_off:
+            return True
+        if not self._parent_based or parent is None:
+            return False
+        remote = get_current_span(parent).get_span_context()
+        return remote.is_valid and not remote.trace_flags.sampled
+
+    def _unrecorded_child(self, parent: Span) -> Span:
+        """A child of a span that does not record does not either: every sampler offered
+        decides a local child as its parent was decided (parent-based ones by the parent's
+        flag, ratio ones by the same trace id, constant ones constantly), so no sampler call.
+        """
+        sc = parent.get_span_context()
+        context = SpanContext(
+            sc.trace_id,
+            self._ids.generate_span_id(),
+            is_remote=False,
+            trace_flags=sc.trace_flags,
+            trace_state=sc.trace_state,
+        )
+        return NonRecordingSpan(context)
+
+    # -- SERVER spans ----------------------------------------------------------------
+
+    def start_server(self, listener: str, request: web.BaseRequest, scheme: str) -> Span:
+        headers = request.headers
+        parent: Context | None = (
+            self.propagator.extract(headers) if "traceparent" in headers else None
+        )
+        name = semconv.span_name(request.method)
+        if not self.exporting or self._dropped(parent):
+            return self._unrecorded(name, parent)
+        span = self.tracer.start_span(name, context=parent, kind=SpanKind.SERVER)
+        if span.is_recording():
+            transport = request.transport
+            peer = transport.get_extra_info("peername") if transport is not None else None
+            version = request.version
+            span.set_attributes(
+                semconv.server_attributes(
+                    listener=listener,
+                    method=request.method,
+                    raw_path=request.raw_path,
+                    scheme=scheme,
+                    host=headers.get("Host"),
+                    peer=(peer[0], peer[1]) if peer else None,
+                    forwarded_for=headers.get("X-Forwarded-For"),
+                    user_agent=headers.get("User-Agent"),
+                    version=f"{version.major}.{version.minor}",
+                )
+            )
+        return span
+
+    def end_server(
+        self, span: Span, status: int, error: str | None, ex: Exchange | None, flags: str
+    ) -> None:
+        if self.exporting and span.is_recording():
+            span.set_attributes(
+                semconv.server_end_attributes(
+                    status=status,
+                    error=error,
+                    cluster=ex.cluster.name if ex is not None else None,
+                    attempts=ex.attempts if ex is not None else 0,
+                    flags=flags,
+                    request_id=ex.request_id if ex is not None else None,
+                )
+            )
+            if semconv.server_error_type(status, error) is not None:
+                span.set_status(_ERROR)
+        span.end()
+
+    # -- CLIENT spans ----------------------------------------------------------------
+
+    def start_client(self, parent: Span | None, ex: Exchange, state: EndpointState) -> Span:
+        if parent is not None and not parent.is_recording():
+            span = self._unrecorded_child(parent)
+        else:
+            context = set_span_in_context(parent) if parent is not None else None
+            span = self.tracer.start_span(
+                semconv.span_name(ex.method), context=context, kind=SpanKind.CLIENT
+            )
+        if self.exporting and span.is_recording():
+            endpoint = state.endpoint
+            span.set_attributes(
+                semconv.client_attributes(
+                    method=ex.method,
+                    address=endpoint.address,
+                    port=endpoint.port,
+                    path=ex.path,
+                    attempt=ex.attempts,
+                    cluster=ex.cluster.name,
+                    endpoint=state.id,
+                    balancer=ex.cluster.config.balancer.policy,
+                )
+            )
+        # A fresh traceparent per attempt: the next hop's SERVER span is this span's child.
+        self.propagator.inject(ex.headers, context=set_span_in_context(span))
+        return span
+
+    def end_client(
+        self, span: Span, status: int | None, error: str | None, end_time: int | None = None
+    ) -> None:
+        if self.exporting and span.is_recording():
+            error_type = semconv.client_error_type(status, error)
+            span.set_attributes(semconv.client_attempt_end_attributes(status, error_type))
+            if error_type is not None:
+                span.set_status(_ERROR)
+        span.end(end_time=end_time)
+
+    # -- events and ids ----------------------------------------------------------------
+
+    def add_event(self, span: Span, name: str, attributes: dict[str, Any]) -> None:
+        if self.exporting and span.is_recording():
+            span.add_event(name, attributes)
+
+    @staticmethod
+    def trace_id(span: Span) -> str:
+        return format(span.get_span_context().trace_id, "032x")
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def flush(self, timeout: float = 5.0) -> bool:
+        """Export every ended span now; False if the collector did not take them in time."""
+        return await run_in_thread(self.provider.force_flush, timeout)
+
+    async def shutdown(self, timeout: float = 5.0) -> None:
+        await self.flush(timeout)
+        await run_in_thread(self.provider.shutdown, timeout)
