@@ -1,4 +1,4 @@
-"""Helpers for the resilience integration tests: scripted backends, a hard kill, waiting.
+"""Shared pieces of the resilience integration tests: scripted backends, a hard kill, waiting.
 
 Backends are ``tests.sidecar.harness.Backend`` (real aiohttp servers on 127.0.0.1); what
 they answer is set through ``behaviour``. Waiting is always on a condition with a bound,
