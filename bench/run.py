@@ -2,7 +2,8 @@
 
 Starts the backend, then for each round measures every target in turn (A B C, A B C ...) so
 that drift of a shared machine spreads over all of them; prints the markdown tables and writes
-docs/benchmarks-results.md and docs/benchmarks-latency.png.
+docs/benchmarks-results.md, docs/benchmarks-latency.png and the raw figures of every round
+under bench/results/.
 
 Invariants: the harness itself stays on the load core; the whole run is bounded by
 ``--time-limit`` and stops itself past it; every process it started is stopped on the way out,
@@ -12,7 +13,9 @@ whether the run ends normally, on an exception, on Ctrl-C or on SIGTERM.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
+import json
 import os
 import shutil
 import signal
@@ -43,6 +46,7 @@ REPO = BENCH_DIR.parent
 DOCS = REPO / "docs"
 RESULTS_MD = "benchmarks-results.md"
 LATENCY_PNG = "benchmarks-latency.png"
+RAW_DIR = BENCH_DIR / "results"
 DOC_BEGIN = "<!-- results:begin -->"
 DOC_END = "<!-- results:end -->"
 
@@ -105,6 +109,20 @@ def _results_body(
     )
 
 
+def _save_raw(results: list[TargetResults], plan: Plan, facts: dict[str, str]) -> Path:
+    """Every round's figures as JSON under bench/results/ (not versioned), for later study."""
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = RAW_DIR / f"{stamp}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "plan": dataclasses.asdict(plan),
+        "machine": facts,
+        "targets": [dataclasses.asdict(r) for r in results],
+    }
+    out.write_text(json.dumps(payload, indent=1) + "\n")
+    return out
+
+
 def _update_docs(doc: Path, body: str) -> None:
     text = doc.read_text()
     if DOC_BEGIN not in text or DOC_END not in text:
@@ -163,7 +181,10 @@ def _run(args: argparse.Namespace, registry: ProcessRegistry, workdir: Path) -> 
     plot_note = plot_latency(results, plan.rates, args.out_dir / LATENCY_PNG)
     if plot_note:
         _log(f"no plot: {plot_note}")
-    body = _results_body(results, plan, machine.describe(REPO), plot_note)
+    facts = machine.describe(REPO)
+    raw = _save_raw(results, plan, facts)
+    _log(f"raw figures of every round: {raw}")
+    body = _results_body(results, plan, facts, plot_note)
     (args.out_dir / RESULTS_MD).write_text(
         "# Benchmark results\n\nMethod and caveats: [benchmarks.md](benchmarks.md).\n\n" + body
     )

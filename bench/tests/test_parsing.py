@@ -77,8 +77,8 @@ def _loadgen_json(**overrides: object) -> str:
     ("overrides", "kept_up"),
     [
         ({}, True),
-        ({"achieved_rate": 951}, True),
-        ({"achieved_rate": 949}, False),
+        ({"achieved_rate": 981}, True),
+        ({"achieved_rate": 979}, False),
         ({"errors": 1}, False),
         ({"dropped": 3}, False),
         ({"offered_rate": 0, "achieved_rate": 12000}, True),
