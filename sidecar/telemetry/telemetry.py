@@ -154,15 +154,18 @@ class Telemetry:
     def request_start(self, listener: str, request: web.BaseRequest) -> Any:
         try:
             stats = self._listeners.get(listener) or self._listener(listener)
-            stats.in_flight += 1
             ctx = RequestContext(stats)
-            if self.tracing is not None:
-                ctx.span = self.tracing.start_server(listener, request, self.scheme)
-                _CURRENT.set(ctx)
-            return ctx
         except Exception:
             self._fault()
             return None
+        stats.in_flight += 1  # from here on a context is returned, so request_end balances it
+        if self.tracing is not None:
+            try:
+                ctx.span = self.tracing.start_server(listener, request, self.scheme)
+                _CURRENT.set(ctx)
+            except Exception:
+                self._fault()
+        return ctx
 
     def request_end(
         self,

@@ -242,5 +242,10 @@ class Tracing:
         return await run_in_thread(self.provider.force_flush, timeout)
 
     async def shutdown(self, timeout: float = 5.0) -> None:
+        """Flush (bounded by ``timeout``), then stop the exporter thread.
+
+        After a flush the queue is empty, or the collector is unreachable and waiting longer
+        would not help: the stop itself gets one second.
+        """
         await self.flush(timeout)
-        await run_in_thread(self.provider.shutdown, timeout)
+        await run_in_thread(self.provider.shutdown, 1.0)

@@ -45,7 +45,7 @@ def by_parent(spans: list[ReceivedSpan], parent: ReceivedSpan) -> list[ReceivedS
 
 
 async def test_chain_of_two_sidecars_forms_one_trace_with_a_client_span_per_attempt(
-    backends, sidecar_factory, client, otlp
+    otlp, backends, sidecar_factory, client
 ):
     (backend,) = await backends(1)
 
@@ -146,7 +146,7 @@ async def test_chain_of_two_sidecars_forms_one_trace_with_a_client_span_per_atte
         assert sent["baggage"] == "user=alice"
 
 
-async def test_4xx_is_an_error_on_the_client_span_only(backends, sidecar_factory, client, otlp):
+async def test_4xx_is_an_error_on_the_client_span_only(otlp, backends, sidecar_factory, client):
     (backend,) = await backends(1)
 
     async def missing(request: web.Request) -> web.Response:
@@ -172,7 +172,7 @@ async def test_4xx_is_an_error_on_the_client_span_only(backends, sidecar_factory
 
 
 async def test_connect_failure_span_and_retry_budget_event(
-    sidecar_factory, client, otlp, closed_port
+    otlp, sidecar_factory, client, closed_port
 ):
     sc = await sidecar_factory(
         config_yaml(
@@ -201,7 +201,7 @@ async def test_connect_failure_span_and_retry_budget_event(
 
 
 async def test_unsampled_requests_export_nothing_but_still_propagate(
-    backends, sidecar_factory, client, otlp
+    otlp, backends, sidecar_factory, client
 ):
     (backend,) = await backends(1)
     sc = await sidecar_factory(
@@ -259,7 +259,7 @@ async def test_an_unreachable_collector_fails_exports_not_requests(
 
 @pytest.mark.parametrize("queue", [4])
 async def test_a_full_export_queue_drops_and_counts_spans(
-    backends, sidecar_factory, client, otlp, monkeypatch, queue
+    otlp, backends, sidecar_factory, client, monkeypatch, queue
 ):
     monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", str(queue))
     otlp.gate = asyncio.Event()  # the collector stalls: exports pile up
@@ -292,7 +292,7 @@ async def test_a_full_export_queue_drops_and_counts_spans(
     ],
 )
 async def test_no_attribute_dicts_are_built_for_spans_nobody_receives(
-    backends, sidecar_factory, client, otlp, monkeypatch, tracing_config
+    otlp, backends, sidecar_factory, client, monkeypatch, tracing_config
 ):
     built: list[str] = []
 
@@ -317,3 +317,139 @@ async def test_no_attribute_dicts_are_built_for_spans_nobody_receives(
     assert await sc.observer.flush()
     assert built == [] and otlp.spans == []
     assert backend.requests[0]["headers"]["traceparent"].startswith("00-")
+
+
+async def test_ejection_and_panic_are_events_on_the_request_that_saw_them(
+    otlp, backends, sidecar_factory, client
+):
+    bs = await backends(2)
+
+    async def broken(request: web.Request) -> web.Response:
+        return web.Response(status=500)
+
+    for b in bs:
+        b.behaviour = broken
+    sc = await sidecar_factory(
+        config_yaml(
+            [
+                {
+                    "name": "api",
+                    "discovery": {"static": [b.address for b in bs]},
+                    "retries": {"attempts": 0},
+                    "outlier_detection": {
+                        "consecutive_5xx": 1,
+                        "base_ejection_time": "60s",
+                        "max_ejection_percent": 100,
+                    },
+                }
+            ],
+            tracing=tracing(otlp, "svc"),
+        )
+    )
+    for _ in range(3):  # eject one, eject the other, then balance in panic over both
+        async with client.get(url(sc, "upstream:api", "/")) as r:
+            assert r.status == 500
+    await otlp.wait_for(lambda s: len(s) == 6, flusher(sc))
+    servers = otlp.of("svc", SERVER)
+    events = [[(name, attrs) for name, attrs in s.events] for s in servers]
+    ejected = {attrs["pilotfish.endpoint"] for e in events[:2] for _, attrs in e}
+    assert [[name for name, _ in e] for e in events] == [["ejection"], ["ejection"], ["panic"]]
+    assert ejected == {b.address for b in bs}
+    assert events[0][0][1]["pilotfish.ejection.reason"] == "consecutive_5xx"
+    metrics = await scrape(client, sc)
+    assert metrics.value("pilotfish_cluster_panic", cluster="api") == 1
+    assert metrics.value("pilotfish_cluster_panics_total", cluster="api") == 1
+    assert (
+        sum(
+            metrics.value(
+                "pilotfish_outlier_ejections_total",
+                cluster="api",
+                endpoint=b.address,
+                reason="consecutive_5xx",
+            )
+            for b in bs
+        )
+        == 2
+    )
+
+
+async def test_ring_hash_fallback_is_an_event_and_a_counter(
+    otlp, backends, sidecar_factory, client
+):
+    bs = await backends(2)
+    sc = await sidecar_factory(
+        config_yaml(
+            [
+                {
+                    "name": "api",
+                    "discovery": {"static": [b.address for b in bs]},
+                    "balancer": {"policy": "ring_hash", "hash_on": "header:x-user"},
+                    "retries": {"attempts": 0},
+                    "outlier_detection": {"consecutive_5xx": 1, "base_ejection_time": "60s"},
+                }
+            ],
+            tracing=tracing(otlp, "svc"),
+        )
+    )
+    primary = sc.clusters["api"].primary("u1")
+    (home,) = [b for b in bs if b.address == primary]
+
+    async def broken(request: web.Request) -> web.Response:
+        return web.Response(status=500)
+
+    home.behaviour = broken
+    for expected in (500, 200):  # the primary fails and is ejected; the key moves on
+        async with client.get(url(sc, "upstream:api", "/"), headers={"x-user": "u1"}) as r:
+            assert r.status == expected
+    await otlp.wait_for(lambda s: len(s) == 4, flusher(sc))
+    first, second = otlp.of("svc", SERVER)
+    assert [name for name, _ in first.events] == ["ejection"]
+    ((name, attrs),) = second.events
+    assert (name, attrs["pilotfish.primary"]) == ("ring_hash_fallback", primary)
+    assert attrs["pilotfish.endpoint"] != primary
+    (_, attempt) = otlp.of("svc", CLIENT)
+    assert attempt.attributes["pilotfish.balancer"] == "ring_hash"
+    assert attempt.attributes["pilotfish.endpoint"] == attrs["pilotfish.endpoint"]
+    metrics = await scrape(client, sc)
+    assert metrics.value("pilotfish_upstream_ring_hash_fallbacks_total", cluster="api") == 1
+
+
+async def test_stopping_the_sidecar_exports_the_spans_still_queued(
+    otlp, backends, sidecar_factory, client
+):
+    (backend,) = await backends(1)
+    sc = await sidecar_factory(
+        config_yaml(
+            [{"name": "api", "discovery": {"static": [backend.address]}}],
+            tracing=tracing(otlp, "svc"),
+        )
+    )
+    async with client.get(url(sc, "upstream:api", "/")) as r:
+        assert r.status == 200
+    assert otlp.spans == []  # the batch processor waits seconds before exporting on its own
+    await sc.stop()
+    assert sorted(s.kind for s in otlp.spans) == sorted([SERVER, CLIENT])
+
+
+async def test_a_failing_hook_is_counted_and_the_request_goes_on(
+    otlp, backends, sidecar_factory, client, monkeypatch
+):
+    def broken(**kwargs: Any) -> dict[str, Any]:
+        raise RuntimeError("attribute bug")
+
+    monkeypatch.setattr(semconv, "client_attributes", broken)
+    (backend,) = await backends(1)
+    sc = await sidecar_factory(
+        config_yaml(
+            [{"name": "api", "discovery": {"static": [backend.address]}}],
+            tracing=tracing(otlp, "svc"),
+        )
+    )
+    for _ in range(2):
+        async with client.get(url(sc, "upstream:api", "/")) as r:
+            assert r.status == 200
+    metrics = await scrape(client, sc)
+    assert metrics.value("pilotfish_telemetry_errors_total") == 2
+    labels = {"listener": "upstream:api", "code_class": "2xx"}
+    assert metrics.value("pilotfish_downstream_requests_total", **labels) == 2
+    assert metrics.value("pilotfish_downstream_requests_in_flight", listener="upstream:api") == 0
