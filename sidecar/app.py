@@ -24,6 +24,7 @@ from sidecar.admin import build_admin_app
 from sidecar.cluster import Cluster
 from sidecar.config.schema import Config, UpstreamConfig
 from sidecar.health_check import HealthChecker, health_checkers
+from sidecar.listener.h1_server import H1Server
 from sidecar.local_cluster import local_upstream
 from sidecar.pipeline.stack import build_stack
 from sidecar.proxy import ProxyHandler, Route, by_host, fixed
@@ -38,7 +39,7 @@ log = logging.getLogger("pilotfish")
 @dataclass
 class Listener:
     name: str
-    runner: web.BaseRunner
+    runner: web.BaseRunner | H1Server
     address: str = ""
     port: int = 0
 
@@ -137,10 +138,9 @@ class Sidecar:
                                  cfg.listeners.admin.port)
 
     async def _serve(self, name: str, handler: ProxyHandler, host: str, port: int) -> None:
-        server = web.Server(handler, access_log=None, handler_cancellation=True)
-        runner = web.ServerRunner(server, handle_signals=False,
-                                  shutdown_timeout=self.config.drain_timeout)
-        await self._start_runner(name, runner, host, port)
+        server = H1Server(handler)
+        bound_host, bound_port = await server.start(host, port)
+        self.state.listeners[name] = Listener(name, server, bound_host, bound_port)
 
     async def _start_runner(self, name: str, runner: web.BaseRunner, host: str,
                             port: int) -> None:
@@ -186,7 +186,9 @@ class Sidecar:
         await self._deregister()
         proxies = [lst for n, lst in self.state.listeners.items() if n != "admin"]
         # Stop accepting and drain in-flight requests on every proxy listener at once.
-        await asyncio.gather(*(lst.runner.cleanup() for lst in proxies), return_exceptions=True)
+        grace = self.config.drain_timeout
+        await asyncio.gather(*(_stop(lst.runner, grace) for lst in proxies),
+                             return_exceptions=True)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -199,7 +201,7 @@ class Sidecar:
             await cluster.transport.close()
         admin = self.state.listeners.get("admin")
         if admin is not None:
-            await admin.runner.cleanup()
+            await _stop(admin.runner, 1.0)
         await self.observer.close()  # flushes ended spans and pending access-log lines
         log.info("pilotfish stopped")
 
@@ -210,3 +212,10 @@ class Sidecar:
     @property
     def ready(self) -> bool:
         return self.state.ready and all(s.watch.ready for s in self.sources.values())
+
+
+async def _stop(runner: web.BaseRunner | H1Server, grace: float) -> None:
+    if isinstance(runner, H1Server):
+        await runner.stop(grace)
+    else:
+        await runner.cleanup()

@@ -1,4 +1,4 @@
-"""The listener side of a proxy hop: aiohttp request in, upstream response streamed out.
+"""The listener side of a proxy hop: a downstream request in, the upstream answer streamed out.
 
 ``ProxyHandler`` turns a downstream request into an ``Exchange`` (headers filtered, body
 buffered only when small enough to replay), runs it through the pipeline stack, and
@@ -12,10 +12,11 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from aiohttp import web
 from multidict import CIMultiDict
 
 from sidecar.cluster import Cluster
+from sidecar.listener.h1_server import H1Connection
+from sidecar.listener.request import DownstreamRequest
 from sidecar.pipeline.errors import BadRequest, NoRoute, Overflow, ProxyError, UpstreamReset
 from sidecar.pipeline.exchange import Exchange
 from sidecar.pipeline.hashing import KeyOf, key_function
@@ -31,8 +32,15 @@ _NO_BODY_STATUSES = frozenset((204, 304))
 class Route:
     """Everything per-cluster the handler needs, compiled once from config."""
 
-    __slots__ = ("cluster", "key_of", "max_replay", "request_rules", "response_rules",
-                 "rewrite_host", "strip_prefix")
+    __slots__ = (
+        "cluster",
+        "key_of",
+        "max_replay",
+        "request_rules",
+        "response_rules",
+        "rewrite_host",
+        "strip_prefix",
+    )
 
     def __init__(self, cluster: Cluster) -> None:
         cfg = cluster.config
@@ -45,7 +53,7 @@ class Route:
         self.max_replay = cfg.retries.max_replay_bytes if cfg.retries.attempts else 0
 
 
-Router = Callable[[web.BaseRequest], Route]
+Router = Callable[[DownstreamRequest], Route]
 
 
 def fixed(route: Route) -> Router:
@@ -55,7 +63,7 @@ def fixed(route: Route) -> Router:
 def by_host(routes: dict[str, Route]) -> Router:
     """Egress routing: only configured upstreams are reachable, by their Host name."""
 
-    def route(request: web.BaseRequest) -> Route:
+    def route(request: DownstreamRequest) -> Route:
         host = (request.headers.get("Host") or "").lower()
         name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
         found = routes.get(name) or routes.get(host)
@@ -67,9 +75,16 @@ def by_host(routes: dict[str, Route]) -> Router:
 
 
 class ProxyHandler:
-    def __init__(self, listener: str, router: Router, stack: Handler, *,
-                 observer: Observer = NULL_OBSERVER, scheme: str = "http",
-                 report_attempts: bool = True) -> None:
+    def __init__(
+        self,
+        listener: str,
+        router: Router,
+        stack: Handler,
+        *,
+        observer: Observer = NULL_OBSERVER,
+        scheme: str = "http",
+        report_attempts: bool = True,
+    ) -> None:
         self.listener = listener
         self.router = router
         self.stack = stack
@@ -77,34 +92,42 @@ class ProxyHandler:
         self.scheme = scheme
         self.report_attempts = report_attempts
 
-    async def __call__(self, request: web.BaseRequest) -> web.StreamResponse:
+    async def __call__(self, request: DownstreamRequest, out: H1Connection) -> None:
         observer = self.observer
         ctx = observer.request_start(self.listener, request)  # observer hook
         holder: list[Exchange] = []
         status = 0
         error: str | None = "downstream_disconnect"
-        response: web.StreamResponse | None = None
         try:
-            response = await self._handle(request, ctx, holder)
-            status = response.status
-            error = response.headers.get("x-pilotfish-error")
-            return response
+            status, error = await self._handle(request, out, ctx, holder)
         finally:
-            # A buffered answer is written after we return: its size is its Content-Length.
-            sent = (0 if response is None else response.body_length if response.prepared
-                    else response.content_length or 0)
-            observer.request_end(ctx, self.listener, request, holder[0] if holder else None,
-                                 status, error, sent)  # observer hook
+            observer.request_end(
+                ctx,
+                self.listener,
+                request,
+                holder[0] if holder else None,
+                status,
+                error,
+                out.bytes_sent,
+            )  # observer hook
 
-    async def _handle(self, request: web.BaseRequest, ctx: object,
-                      holder: list[Exchange]) -> web.StreamResponse:
+    async def _handle(
+        self, request: DownstreamRequest, out: H1Connection, ctx: object, holder: list[Exchange]
+    ) -> tuple[int, str | None]:
         ex: Exchange | None = None
         try:
             if not request.raw_path.startswith("/"):
                 raise BadRequest("absolute-form and authority-form request targets are refused")
             if "Upgrade" in request.headers:
-                return _error(501, "upgrade_not_supported",
-                              "protocol upgrades (WebSocket) are not proxied")
+                out.keep_alive = False
+                await _error(
+                    out,
+                    501,
+                    "upgrade_not_supported",
+                    "protocol upgrades (WebSocket) are not proxied",
+                    None,
+                )
+                return 501, "upgrade_not_supported"
             route = self.router(request)
             cluster = route.cluster
             if not cluster.limit.try_acquire():
@@ -114,18 +137,22 @@ class ProxyHandler:
                 ex = await self._exchange(request, route, ctx)
                 holder.append(ex)
                 resp = await self.stack(ex)
-                return await self._respond(request, ex, route, resp)
+                status = resp.status
+                await self._respond(request, out, ex, route, resp)
+                return status, None
             finally:
                 cluster.limit.release()
         except ProxyError as exc:
             if ex is not None:
                 ex.add_flag(exc.flag)
-            response = _error(exc.status, exc.reason, str(exc))
-            if ex is not None and self.report_attempts:
-                response.headers["x-pilotfish-attempts"] = str(ex.attempts)
-            return response
+            if out.started:  # failed mid-body: nothing left to say but to cut the connection
+                out.abort()
+                return exc.status, exc.reason
+            attempts = ex.attempts if ex is not None and self.report_attempts else None
+            await _error(out, exc.status, exc.reason, str(exc), attempts)
+            return exc.status, exc.reason
 
-    async def _exchange(self, request: web.BaseRequest, route: Route, ctx: object) -> Exchange:
+    async def _exchange(self, request: DownstreamRequest, route: Route, ctx: object) -> Exchange:
         headers = forwardable(request.headers, route.request_rules)
         peer = request.transport.get_extra_info("peername") if request.transport else None
         client_ip = peer[0] if peer else ""
@@ -142,10 +169,12 @@ class ProxyHandler:
         if route.rewrite_host:
             headers["Host"] = route.rewrite_host
         path = request.raw_path
-        if route.strip_prefix and (path == route.strip_prefix
-                                   or path.startswith(route.strip_prefix + "/")
-                                   or path.startswith(route.strip_prefix + "?")):
-            path = path[len(route.strip_prefix):]
+        if route.strip_prefix and (
+            path == route.strip_prefix
+            or path.startswith(route.strip_prefix + "/")
+            or path.startswith(route.strip_prefix + "?")
+        ):
+            path = path[len(route.strip_prefix) :]
             if not path.startswith("/"):
                 path = "/" + path
         body: object = None
@@ -157,24 +186,39 @@ class ProxyHandler:
             else:
                 body = request.content  # streamed once, never replayed
                 replayable = False
-        ex = Exchange(request.method, path, headers, body, replayable, client_ip, request_id,
-                      route.cluster, self.observer, ctx)
+        ex = Exchange(
+            request.method,
+            path,
+            headers,
+            body,
+            replayable,
+            client_ip,
+            request_id,
+            route.cluster,
+            self.observer,
+            ctx,
+        )
         if route.key_of is not None:
             ex.hash_key = route.key_of(request, client_ip)
         return ex
 
-    async def _respond(self, request: web.BaseRequest, ex: Exchange, route: Route,
-                       resp: UpstreamResponse) -> web.StreamResponse:
+    async def _respond(
+        self,
+        request: DownstreamRequest,
+        out: H1Connection,
+        ex: Exchange,
+        route: Route,
+        resp: UpstreamResponse,
+    ) -> None:
         headers = forwardable(resp.headers, route.response_rules)
         if self.report_attempts:
             headers["x-pilotfish-attempts"] = str(ex.attempts)
         length = resp.content_length
         if request.method == "HEAD" or resp.status in _NO_BODY_STATUSES:
             resp.release()
-            out = web.StreamResponse(status=resp.status, reason=resp.reason, headers=headers)
-            await out.prepare(request)
-            await out.write_eof()
-            return out
+            await out.start(resp.status, headers, resp.reason)
+            await out.finish()
+            return
         if length is not None and length <= SMALL_BODY:
             try:
                 body = await resp.read()
@@ -182,28 +226,29 @@ class ProxyHandler:
                 resp.close()
                 raise
             resp.release()
-            return web.Response(status=resp.status, reason=resp.reason, headers=headers, body=body)
-        out = web.StreamResponse(status=resp.status, reason=resp.reason, headers=headers)
-        await out.prepare(request)
+            await out.send(resp.status, headers, body, resp.reason)
+            return
+        await out.start(resp.status, headers, resp.reason)
         try:
             async for chunk in resp.iter_chunks():
                 await out.write(chunk)
         except UpstreamReset:
             resp.close()
             ex.add_flag("UPE")
-            # Headers are gone already: the only honest signal left is to cut the connection.
-            if request.transport is not None:
-                request.transport.close()
-            return out
+            out.abort()  # headers are gone already: cutting the connection is the signal
+            return
         except BaseException:
             resp.close()
             ex.add_flag("DC")
             raise
         resp.release()
-        await out.write_eof()
-        return out
+        await out.finish()
 
 
-def _error(status: int, reason: str, detail: str) -> web.Response:
-    headers = CIMultiDict({"x-pilotfish-error": reason, "Content-Type": "text/plain"})
-    return web.Response(status=status, headers=headers, text=f"{reason}: {detail}\n")
+async def _error(
+    out: H1Connection, status: int, reason: str, detail: str, attempts: int | None
+) -> None:
+    headers = CIMultiDict({"Content-Type": "text/plain", "x-pilotfish-error": reason})
+    if attempts is not None:
+        headers["x-pilotfish-attempts"] = str(attempts)
+    await out.send(status, headers, f"{reason}: {detail}\n".encode())

@@ -9,11 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from http.cookies import SimpleCookie
 
-from aiohttp import web
-
 from sidecar.config.policies import HashOn
+from sidecar.listener.request import DownstreamRequest
 
-KeyOf = Callable[[web.BaseRequest, str], str | None]
+KeyOf = Callable[[DownstreamRequest, str], str | None]
 
 
 def key_function(hash_on: HashOn | None) -> KeyOf | None:
@@ -25,13 +24,13 @@ def key_function(hash_on: HashOn | None) -> KeyOf | None:
     if hash_on.source == "cookie":
         return lambda request, client_ip: _cookie(request, name)
     if hash_on.source == "query":
-        return lambda request, client_ip: request.rel_url.query.get(name)
+        return lambda request, client_ip: request.query.get(name)
     if hash_on.source == "source_ip":
         return lambda request, client_ip: client_ip or None
     return lambda request, client_ip: request.path
 
 
-def _cookie(request: web.BaseRequest, name: str) -> str | None:
+def _cookie(request: DownstreamRequest, name: str) -> str | None:
     raw = request.headers.get("Cookie")
     if not raw or name not in raw:
         return None

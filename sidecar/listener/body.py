@@ -1,0 +1,109 @@
+"""``BodyStream``: a downstream request body, fed by the parser, read by the pipeline.
+
+Bounded: when more than ``HIGH_WATER`` bytes wait unread, the connection stops reading
+(TCP back-pressure reaches the client) until the reader catches up. ``readany`` returns
+``b""`` at the end of the body and raises ``ConnectionResetError`` when the client went
+away before sending all of it. ``Expect: 100-continue`` is answered on the first read, so a
+request the sidecar refuses early never makes the client send its body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+
+HIGH_WATER = 256 * 1024
+LOW_WATER = 64 * 1024
+
+
+class BodyStream:
+    __slots__ = (
+        "_chunks",
+        "_continue",
+        "_eof",
+        "_error",
+        "_on_pressure",
+        "_paused",
+        "_size",
+        "_waiter",
+        "total_bytes",
+    )
+
+    def __init__(
+        self, on_pressure: Callable[[bool], None], send_continue: Callable[[], None] | None = None
+    ) -> None:
+        self._chunks: deque[bytes] = deque()
+        self._size = 0
+        self._eof = False
+        self._error: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._on_pressure = on_pressure  # True: stop reading the socket; False: resume
+        self._paused = False
+        self._continue = send_continue
+        self.total_bytes = 0
+
+    # -- the parser's side -------------------------------------------------------------
+
+    def feed(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._size += len(data)
+        self.total_bytes += len(data)
+        if self._size > HIGH_WATER and not self._paused:
+            self._paused = True
+            self._on_pressure(True)
+        self._wake()
+
+    def feed_eof(self) -> None:
+        self._eof = True
+        self._wake()
+
+    def fail(self, error: BaseException) -> None:
+        if not self._eof:
+            self._error = error
+            self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- the reader's side -------------------------------------------------------------
+
+    @property
+    def at_eof(self) -> bool:
+        return self._eof and not self._chunks
+
+    async def readany(self) -> bytes:
+        if self._continue is not None:
+            send, self._continue = self._continue, None
+            send()
+        while not self._chunks:
+            if self._eof:
+                return b""
+            if self._error is not None:
+                raise self._error
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        data = self._chunks.popleft()
+        self._size -= len(data)
+        if self._paused and self._size < LOW_WATER:
+            self._paused = False
+            self._on_pressure(False)
+        return data
+
+    async def read(self) -> bytes:
+        parts = []
+        while chunk := await self.readany():
+            parts.append(chunk)
+        return b"".join(parts)
+
+    async def iter_any(self) -> AsyncIterator[bytes]:
+        while chunk := await self.readany():
+            yield chunk
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self.iter_any()

@@ -1,0 +1,406 @@
+"""The HTTP/1.1 server of the proxy listeners: ``asyncio.Protocol`` + llhttp (httptools).
+
+One ``H1Connection`` per client connection parses requests as they arrive and serves them
+in order (pipelined requests wait their turn) from one task. The handler answers through
+the connection's ``Responder`` methods: ``send`` for a whole response in one write, or
+``start``/``write``/``finish`` to stream. Invariants:
+- request smuggling: llhttp rejects a request carrying both Content-Length and
+  Transfer-Encoding, or a malformed length/chunk size; such a request gets 400 and the
+  connection is closed (never reused after a framing doubt);
+- limits: request line ``MAX_URL`` bytes (414), ``MAX_HEADERS`` fields / ``MAX_HEADER_BYTES``
+  bytes of headers (431);
+- a client that disconnects cancels its request's handling;
+- a request body the handler did not read is drained (small) or the connection closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from http import HTTPStatus
+
+import httptools
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from sidecar.listener.body import BodyStream
+from sidecar.listener.request import HTTP10, HTTP11, DownstreamRequest, HttpVersion
+
+log = logging.getLogger("pilotfish.listener")
+
+MAX_URL = 8 * 1024
+MAX_HEADERS = 100
+MAX_HEADER_BYTES = 64 * 1024
+DRAIN_LIMIT = 64 * 1024  # unread body bytes we read and drop to keep the connection
+KEEPALIVE_TIMEOUT = 75.0
+
+Handler = Callable[[DownstreamRequest, "H1Connection"], Awaitable[None]]
+_REASONS = {s.value: s.phrase for s in HTTPStatus}
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+def reason_of(status: int) -> str:
+    return _REASONS.get(status, "Unknown")
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class H1Connection(asyncio.Protocol):
+    def __init__(self, server: H1Server) -> None:
+        self.server = server
+        self.handler = server.handler
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.queue: deque[DownstreamRequest] = deque()
+        self.task: asyncio.Task[None] | None = None
+        self.wakeup: asyncio.Future[None] | None = None
+        self.current: DownstreamRequest | None = None
+        self.closing = False
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._header_bytes = 0
+        self._body: BodyStream | None = None
+        self._write_ready: asyncio.Future[None] | None = None
+        self._idle: asyncio.TimerHandle | None = None
+        # the current response
+        self.started = False
+        self.finished = False
+        self.chunked = False
+        self.bytes_sent = 0
+        self.keep_alive = True
+
+    # -- asyncio.Protocol ------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.server.connections.add(self)
+        self.task = asyncio.get_running_loop().create_task(self._serve())
+        self._arm_idle()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.connections.discard(self)
+        self.closing = True
+        if self._idle is not None:
+            self._idle.cancel()
+        if self._body is not None:
+            self._body.fail(ConnectionResetError("client closed the connection"))
+        for request in self.queue:
+            request.content.fail(ConnectionResetError("client closed the connection"))
+        if self._write_ready is not None and not self._write_ready.done():
+            self._write_ready.set_exception(ConnectionResetError("client went away"))
+        if self.task is not None and not self.task.done():
+            self.task.cancel()  # the client is gone: stop working for it
+        self.transport = None
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            pass  # headers are complete; the handler refuses the upgrade and we close
+        except httptools.HttpParserError as exc:
+            refused = exc.__context__  # httptools wraps what a callback raised
+            if isinstance(refused, _Refused):
+                self._refuse(refused.status, refused.reason)
+            else:
+                self._refuse(400, f"malformed request: {exc}")
+
+    def pause_writing(self) -> None:
+        if self._write_ready is None or self._write_ready.done():
+            self._write_ready = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        if self._write_ready is not None and not self._write_ready.done():
+            self._write_ready.set_result(None)
+
+    def eof_received(self) -> bool | None:
+        return None  # half-closed by the client: finish what we have, then close
+
+    # -- httptools callbacks -------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = []
+        self._header_bytes = 0
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > MAX_URL:
+            raise _Refused(414, "request target too long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_bytes += len(name) + len(value) + 4
+        if len(self._headers) >= MAX_HEADERS or self._header_bytes > MAX_HEADER_BYTES:
+            raise _Refused(431, "request header fields too large")
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        headers: CIMultiDict[str] = CIMultiDict()
+        length: int | None = None
+        chunked = False
+        for raw_name, raw_value in self._headers:
+            name = raw_name.decode("latin-1")
+            value = raw_value.decode("utf-8", "surrogateescape")
+            headers.add(name, value)
+            lowered = name.lower()
+            if lowered == "content-length":
+                length = int(value)  # llhttp already rejected a malformed or repeated one
+            elif lowered == "transfer-encoding":
+                chunked = True
+        version = (
+            HTTP11
+            if parser.get_http_version() == "1.1"
+            else (HTTP10 if parser.get_http_version() == "1.0" else HttpVersion(1, 0))
+        )
+        expect = headers.get("Expect", "").lower() == "100-continue" and version == HTTP11
+        body = BodyStream(self._pressure, self._send_continue if expect else None)
+        request = DownstreamRequest(
+            parser.get_method().decode("ascii"),
+            self._url.decode("utf-8", "surrogateescape"),
+            CIMultiDictProxy(headers),
+            version,
+            self.transport,
+            body,
+            length,
+            chunked or bool(length),
+            parser.should_keep_alive() and not self.closing,
+        )
+        self._body = body
+        if not request.has_body:
+            body.feed_eof()
+        self.queue.append(request)
+        if self.wakeup is not None and not self.wakeup.done():
+            self.wakeup.set_result(None)
+
+    def on_body(self, data: bytes) -> None:
+        if self._body is not None:
+            self._body.feed(data)
+
+    def on_message_complete(self) -> None:
+        if self._body is not None:
+            self._body.feed_eof()
+            self._body = None
+
+    # -- serving -----------------------------------------------------------------------
+
+    async def _serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self.queue:
+                if self.closing or self.transport is None:
+                    break
+                self.wakeup = loop.create_future()
+                await self.wakeup
+                self.wakeup = None
+                continue
+            request = self.queue.popleft()
+            self.current = request
+            self.started = self.finished = self.chunked = False
+            self.bytes_sent = 0
+            self.keep_alive = request.keep_alive and not self.server.closing
+            try:
+                await self.handler(request, self)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception(
+                    "unhandled error while serving %s %s", request.method, request.raw_path
+                )
+                if not self.started:
+                    self.keep_alive = False
+                    await self.send(
+                        500, CIMultiDict({"x-pilotfish-error": "internal"}), b"internal error\n"
+                    )
+            if not self.finished or not await self._drain_body(request):
+                self.keep_alive = False
+            self.current = None
+            if not self.keep_alive or self.transport is None:
+                self._close()
+                break
+            if self.server.closing and not self.queue:
+                self._close()
+                break
+            self._arm_idle()
+
+    async def _drain_body(self, request: DownstreamRequest) -> bool:
+        body = request.content
+        if body.at_eof:
+            return True
+        if request.content_length is not None and request.content_length > DRAIN_LIMIT:
+            return False
+        dropped = 0
+        try:
+            async with asyncio.timeout(1.0):
+                while chunk := await body.readany():
+                    dropped += len(chunk)
+                    if dropped > DRAIN_LIMIT:
+                        return False
+        except (TimeoutError, ConnectionResetError):
+            return False
+        return True
+
+    # -- the Responder API -----------------------------------------------------------
+
+    async def send(
+        self, status: int, headers: CIMultiDict[str], body: bytes, reason: str = ""
+    ) -> None:
+        """A whole response in one write; Content-Length is set from ``body``."""
+        headers["Content-Length"] = str(len(body))
+        head = self._head(status, reason, headers)
+        if self.current is not None and self.current.method == "HEAD":
+            body = b""
+        await self._write(head + body if body else head)
+        self.bytes_sent = len(body)
+        self.finished = True
+
+    async def start(self, status: int, headers: CIMultiDict[str], reason: str = "") -> None:
+        """Begin a streamed response: with the upstream's Content-Length, or chunked."""
+        no_body = (
+            status in (204, 304)
+            or 100 <= status < 200
+            or (self.current is not None and self.current.method == "HEAD")
+        )
+        if not no_body and "Content-Length" not in headers:
+            if self.current is not None and self.current.version == HTTP11:
+                headers["Transfer-Encoding"] = "chunked"
+                self.chunked = True
+            else:
+                self.keep_alive = False  # HTTP/1.0: the end of the body is the close
+        await self._write(self._head(status, reason, headers))
+
+    async def write(self, chunk: bytes) -> None:
+        if not chunk:
+            return
+        self.bytes_sent += len(chunk)
+        if self.chunked:
+            await self._write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+        else:
+            await self._write(chunk)
+
+    async def finish(self) -> None:
+        if self.chunked:
+            await self._write(b"0\r\n\r\n")
+        self.finished = True
+
+    def abort(self) -> None:
+        """Cut the connection: the only honest signal once a response has started."""
+        self.keep_alive = False
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _head(self, status: int, reason: str, headers: CIMultiDict[str]) -> bytes:
+        self.started = True
+        if self.server.closing:  # draining: this answer is the connection's last
+            self.keep_alive = False
+        if not self.keep_alive:
+            headers["Connection"] = "close"
+        parts = [f"HTTP/1.1 {status} {reason or reason_of(status)}\r\n"]
+        for name, value in headers.items():
+            parts.append(f"{name}: {value}\r\n")
+        parts.append("\r\n")
+        return "".join(parts).encode("utf-8", "surrogateescape")
+
+    async def _write(self, data: bytes) -> None:
+        transport = self.transport
+        if transport is None:
+            raise ConnectionResetError("client went away")
+        transport.write(data)
+        ready = self._write_ready
+        if ready is not None and not ready.done():
+            await ready
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _send_continue(self) -> None:
+        if self.transport is not None and not self.started:
+            self.transport.write(_CONTINUE)
+
+    def _pressure(self, stop: bool) -> None:
+        if self.transport is None:
+            return
+        if stop:
+            self.transport.pause_reading()
+        else:
+            self.transport.resume_reading()
+
+    def _refuse(self, status: int, reason: str) -> None:
+        # A framing problem: answer once (if we are not mid-response) and close.
+        self.closing = True
+        if self.transport is not None and self.current is None:
+            body = f"{reason}\n".encode()
+            head = (
+                f"HTTP/1.1 {status} {reason_of(status)}\r\nContent-Type: text/plain\r\n"
+                f"x-pilotfish-error: bad_request\r\nContent-Length: {len(body)}\r\n"
+                "Connection: close\r\n\r\n"
+            ).encode()
+            self.transport.write(head + body)
+        self._close()
+
+    def _arm_idle(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._idle = loop.call_later(self.server.keepalive_timeout, self._close)
+
+    def _close(self) -> None:
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        if self.transport is not None:
+            self.transport.close()
+        self.closing = True
+        if self.wakeup is not None and not self.wakeup.done():
+            self.wakeup.set_result(None)
+
+    def close_if_idle(self) -> None:
+        if self.current is None and not self.queue:
+            self._close()
+
+
+class H1Server:
+    """Listens, serves, and drains gracefully: stop accepting, finish in-flight, close."""
+
+    def __init__(self, handler: Handler, *, keepalive_timeout: float = KEEPALIVE_TIMEOUT) -> None:
+        self.handler = handler
+        self.keepalive_timeout = keepalive_timeout
+        self.connections: set[H1Connection] = set()
+        self.closing = False
+        self._server: asyncio.base_events.Server | None = None
+
+    async def start(self, host: str, port: int) -> tuple[str, int]:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            lambda: H1Connection(self), host, port, reuse_address=True, backlog=1024
+        )
+        sockname = self._server.sockets[0].getsockname()
+        return sockname[0], sockname[1]
+
+    async def stop(self, grace: float) -> None:
+        self.closing = True
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self.connections):
+            conn.close_if_idle()
+        tasks = [c.task for c in self.connections if c.task is not None and not c.task.done()]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace)
+            for conn in list(self.connections):
+                if conn.transport is not None:
+                    conn.transport.abort()
+            for task in pending:
+                task.cancel()
+            for task in pending:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 1.0)

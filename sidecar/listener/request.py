@@ -1,0 +1,79 @@
+"""``DownstreamRequest``: what the proxy handler and the observer read of one request.
+
+It offers the small part of aiohttp's request interface the pipeline uses (``method``,
+``raw_path``, ``headers``, ``version``, ``transport``, ``content``), so the handler and the
+telemetry code do not care which server parsed the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import NamedTuple
+
+from multidict import CIMultiDictProxy, MultiDict, MultiDictProxy
+from yarl import URL
+
+from sidecar.listener.body import BodyStream
+
+
+class HttpVersion(NamedTuple):
+    major: int
+    minor: int
+
+
+HTTP11 = HttpVersion(1, 1)
+HTTP10 = HttpVersion(1, 0)
+
+
+class DownstreamRequest:
+    __slots__ = (
+        "content",
+        "content_length",
+        "has_body",
+        "headers",
+        "keep_alive",
+        "method",
+        "raw_path",
+        "transport",
+        "version",
+    )
+
+    def __init__(
+        self,
+        method: str,
+        raw_path: str,
+        headers: CIMultiDictProxy[str],
+        version: HttpVersion,
+        transport: asyncio.Transport | None,
+        content: BodyStream,
+        content_length: int | None,
+        has_body: bool,
+        keep_alive: bool,
+    ) -> None:
+        self.method = method
+        self.raw_path = raw_path
+        self.headers = headers
+        self.version = version
+        self.transport = transport
+        self.content = content
+        self.content_length = content_length
+        self.has_body = has_body
+        self.keep_alive = keep_alive
+
+    @property
+    def body_exists(self) -> bool:
+        return self.has_body
+
+    @property
+    def path(self) -> str:
+        return self.raw_path.partition("?")[0]
+
+    @property
+    def query(self) -> MultiDictProxy[str]:
+        _, _, qs = self.raw_path.partition("?")
+        if not qs:
+            return MultiDictProxy(MultiDict())
+        return URL.build(path="/", query_string=qs, encoded=True).query
+
+    async def read(self) -> bytes:
+        return await self.content.read()
