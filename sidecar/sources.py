@@ -47,6 +47,7 @@ def build_source(upstream: UpstreamConfig, config: Config, *, rng: random.Random
             passing_only=c.passing_only,
             datacenter=c.datacenter or config.consul.datacenter,
             wait=c.wait,
+            min_interval=c.min_interval,
             rng=rng,
         )
     assert disc.dns_srv is not None
