@@ -124,6 +124,24 @@ class OutlierDetector:
         rec.decay_from = None
         return Ejected(id=id, until=rec.ejected_until, times=rec.times_ejected, reason=reason)
 
+    def uneject(self, id: Hashable) -> bool:
+        """End an ejection early (a passing active health check says the host is back).
+
+        The ejection still counts in ``times_ejected``, which decays as usual, so a host
+        that fails again soon is ejected for longer. Returns True when it was ejected.
+        """
+        rec = self._records.get(id)
+        if rec is None:
+            return False
+        now = self._clock.now()
+        self._settle(rec, now)
+        if rec.ejected_until is None:
+            return False
+        rec.ejected_until = None
+        rec.decay_from = now
+        rec.reset_counters()
+        return True
+
     def is_ejected(self, id: Hashable) -> bool:
         rec = self._records.get(id)
         if rec is None:

@@ -50,6 +50,8 @@ class HealthChecker:
         self.cluster = cluster
         self.config: HealthCheckConfig = config
         self._rng = rng
+        od = cluster.config.outlier_detection
+        self._uneject = od is not None and od.successful_active_health_check_uneject_host
         self._session: aiohttp.ClientSession | None = None
         self.on_transition: list[TransitionCallback] = []
         self.rounds = 0
@@ -103,6 +105,10 @@ class HealthChecker:
         health = self.cluster.health
         assert health is not None
         transition = health.record(endpoint_id, ok)
+        if ok and self._uneject and self.cluster.outlier is not None \
+                and self.cluster.outlier.uneject(endpoint_id):
+            log.info("endpoint %s of cluster %s passed its health check: back from ejection",
+                     endpoint_id, self.cluster.name)
         if transition is None:
             return
         log.warning(

@@ -143,6 +143,8 @@ class OutlierDetectionConfig:
     base_ejection_time: Annotated[float, Duration] = field(30.0)
     max_ejection_time: Annotated[float, Duration] = field(300.0)
     max_ejection_percent: int = field(50, check=between(0, 100))
+    # Envoy's default too: a passing active health check returns an ejected host at once.
+    successful_active_health_check_uneject_host: bool = field(True)
 
 
 _RANGE = re.compile(r"\s*(\d{3})\s*(?:-\s*(\d{3}))?\s*")

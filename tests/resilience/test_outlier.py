@@ -240,3 +240,18 @@ def test_snapshot_of_an_ejected_and_an_unknown_endpoint():
 def test_invalid_settings_are_rejected(kwargs: dict[str, float]):
     with pytest.raises(ValueError):
         OutlierDetector(FakeClock(), **kwargs)  # type: ignore[arg-type]
+
+
+def test_uneject_ends_an_ejection_early_but_keeps_its_count():
+    clock = FakeClock()
+    det = OutlierDetector(clock, consecutive_5xx=1, base_ejection_time=30.0)
+    det.set_members(["a", "b", "c"])
+    assert det.record("a", Outcome.HTTP_5XX) is not None
+    assert det.uneject("a") is True
+    assert not det.is_ejected("a")
+    assert det.uneject("a") is False  # not ejected any more
+    assert det.uneject("unknown") is False
+    clock.advance(1.0)
+    second = det.record("a", Outcome.HTTP_5XX)
+    assert second is not None and second.times == 2  # fails again soon: ejected for longer
+    assert second.until == clock.now() + 60.0

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+from aiohttp import web
+
 from resilience.health import HealthTable, Transition
 from sidecar.app import Sidecar
 from sidecar.health_check import HealthChecker
@@ -183,3 +185,34 @@ def cluster_of_health(sidecar: Sidecar) -> HealthTable:
     health = sidecar.clusters["api"].health
     assert health is not None
     return health
+
+
+async def test_a_passing_health_check_returns_an_ejected_endpoint_early(lab, client):
+    backends = await lab.start_backends(3)
+    flaky = backends[0]
+
+    async def fail_traffic(request: web.Request) -> web.Response:
+        if request.path == "/health":
+            return web.Response(text="health")
+        return web.Response(status=500, text="broken")
+
+    flaky.behaviour = fail_traffic
+    sc = await lab.start_sidecar(
+        [b.address for b in backends],
+        outlier_detection={"consecutive_5xx": 2, "base_ejection_time": "60s"},
+        circuit_breakers={"endpoint": None},
+        retries={"attempts": 2, "retry_on": ["5xx"]},
+        health_check={**FAST_HTTP_CHECK, "interval": "200ms"},
+    )
+    cluster = sc.clusters["api"]
+    ejected = asyncio.Event()
+    cluster.on_ejection.append(lambda e: ejected.set())
+    async with asyncio.timeout(10):
+        while not ejected.is_set():
+            async with client.get(api(sc)) as r:
+                assert r.status == 200  # retried on a healthy endpoint
+        # Ejected for 60 s, but its health check passes: it is back within a few probes.
+        while cluster.outlier.is_ejected(flaky.address):
+            await asyncio.sleep(0.05)  # polling the state the probe loop changes
+    assert cluster.outlier.snapshot(flaky.address)["times_ejected"] == 1
+    assert cluster.available(flaky.address)
