@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
-from typing import Any
 
 import pytest
 import yaml
@@ -25,9 +24,7 @@ READY_EVERY = 25  # one admin /ready check per this many requests
 RECOVERY_WITHIN = 8.0
 
 
-def consul_config(
-    consul: ConsulDouble, *, wait: str, min_interval: str = "0s", **extra: Any
-) -> str:
+def consul_config(consul: ConsulDouble, *, wait: str, min_interval: str = "0s") -> str:
     return yaml.safe_dump(
         {
             "service": {"name": "orders", "port": 1},
@@ -44,7 +41,6 @@ def consul_config(
             ],
             "access_log": {"enabled": False},
             "tracing": {"enabled": False},
-            **extra,
         }
     )
 
