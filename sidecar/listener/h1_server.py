@@ -68,7 +68,10 @@ class H1Connection(asyncio.Protocol):
         self._header_bytes = 0
         self._body: BodyStream | None = None
         self._write_ready: asyncio.Future[None] | None = None
+        # One keep-alive timer per connection, re-armed lazily: per request we only stamp
+        # the time the connection went idle (no timer churn on the hot path).
         self._idle: asyncio.TimerHandle | None = None
+        self._idle_since: float | None = None
         # the current response
         self.started = False
         self.finished = False
@@ -128,9 +131,7 @@ class H1Connection(asyncio.Protocol):
         self._url = b""
         self._headers = []
         self._header_bytes = 0
-        if self._idle is not None:
-            self._idle.cancel()
-            self._idle = None
+        self._idle_since = None
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -348,7 +349,29 @@ class H1Connection(asyncio.Protocol):
 
     def _arm_idle(self) -> None:
         loop = asyncio.get_running_loop()
-        self._idle = loop.call_later(self.server.keepalive_timeout, self._close)
+        self._idle_since = loop.time()
+        if self._idle is None:
+            self._idle = loop.call_at(
+                self._idle_since + self.server.keepalive_timeout, self._idle_check
+            )
+
+    def _idle_check(self) -> None:
+        self._idle = None
+        since = self._idle_since
+        if since is None:  # busy: look again one timeout from now
+            self._arm_idle_later(asyncio.get_running_loop().time())
+            return
+        deadline = since + self.server.keepalive_timeout
+        if asyncio.get_running_loop().time() >= deadline:
+            self._close()
+        else:
+            self._idle = asyncio.get_running_loop().call_at(deadline, self._idle_check)
+
+    def _arm_idle_later(self, now: float) -> None:
+        if self.transport is not None:
+            self._idle = asyncio.get_running_loop().call_at(
+                now + self.server.keepalive_timeout, self._idle_check
+            )
 
     def _close(self) -> None:
         if self._idle is not None:

@@ -189,3 +189,33 @@ async def test_client_disconnect_cancels_the_handler():
     writer.close()
     await asyncio.wait_for(cancelled.wait(), 5)
     await srv.stop(1.0)
+
+
+async def test_idle_keep_alive_connections_close_but_busy_ones_do_not():
+    release = asyncio.Event()
+
+    async def maybe_slow(request: DownstreamRequest, out: H1Connection) -> None:
+        if request.raw_path == "/slow":
+            await release.wait()
+        await out.send(200, CIMultiDict(), b"ok")
+
+    srv = H1Server(maybe_slow, keepalive_timeout=0.2)
+    _, port = await srv.start("127.0.0.1", 0)
+    loop = asyncio.get_running_loop()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    await reader.readuntil(b"ok")
+    answered = loop.time()
+    assert await asyncio.wait_for(reader.read(), 5) == b""  # closed once idle long enough
+    assert loop.time() - answered >= 0.15
+    busy_reader, busy_writer = await asyncio.open_connection("127.0.0.1", port)
+    busy_writer.write(b"GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+    await busy_writer.drain()
+    # Longer than the idle timeout, but the connection is busy: it must stay open.
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(busy_reader.read(1), 0.5)
+    release.set()
+    assert (await asyncio.wait_for(busy_reader.readuntil(b"ok"), 5)).startswith(b"HTTP/1.1 200")
+    writer.close()
+    busy_writer.close()
+    await srv.stop(1.0)
