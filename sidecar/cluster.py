@@ -57,6 +57,9 @@ class Cluster:
         self, config: UpstreamConfig, transport: Transport, *, clock: Clock, rng: random.Random
     ) -> None:
         self.name = config.name
+        # Read per request: copied out of the config once.
+        self.total_timeout = config.timeouts.total
+        self.per_try_timeout: float | None = config.retries.per_try_timeout or None
         self.config = config
         self.transport = transport
         self._clock = clock

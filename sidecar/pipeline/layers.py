@@ -41,7 +41,7 @@ class DeadlineLayer:
         self.clock = clock
 
     async def __call__(self, ex: Exchange) -> UpstreamResponse:
-        total = ex.cluster.config.timeouts.total
+        total = ex.cluster.total_timeout
         if not total:
             return await self.inner(ex)
         ex.deadline = Deadline(self.clock, total)
@@ -178,7 +178,7 @@ class PerTryTimeoutLayer:
         self.inner = inner
 
     async def __call__(self, ex: Exchange) -> UpstreamResponse:
-        per_try = ex.cluster.config.retries.per_try_timeout or None
+        per_try = ex.cluster.per_try_timeout
         if per_try is None or (ex.deadline is not None and ex.deadline.remaining() <= per_try):
             # The total deadline ends this try first. A second timer due at the same moment
             # would race it; left to the deadline's own timer, the try is cancelled, answered
