@@ -31,7 +31,7 @@ from sidecar.proxy import ProxyHandler, Route, by_host, fixed
 from sidecar.registration import build_registration
 from sidecar.sources import build_source
 from sidecar.telemetry.telemetry import Telemetry
-from sidecar.transport.aiohttp_client import AiohttpTransport
+from sidecar.transport.h1_client import H1Transport
 
 log = logging.getLogger("pilotfish")
 
@@ -70,8 +70,8 @@ class Sidecar:
     # -- building ---------------------------------------------------------------------
 
     def _cluster(self, upstream: UpstreamConfig) -> Cluster:
-        transport = AiohttpTransport(connect_timeout=upstream.timeouts.connect,
-                                     idle_timeout=upstream.timeouts.idle)
+        transport = H1Transport(connect_timeout=upstream.timeouts.connect,
+                                idle_timeout=upstream.timeouts.idle)
         cluster = Cluster(upstream, transport, clock=self.clock, rng=self.rng)
         source = build_source(upstream, self.config, rng=self.rng)
         source.watch.subscribe(cluster.update)

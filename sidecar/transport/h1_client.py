@@ -1,0 +1,246 @@
+"""The fast upstream transport: pooled HTTP/1.1 on ``asyncio.Protocol`` and httptools.
+
+``H1Transport.send`` writes the request and returns an ``H1Response`` once the status line
+and headers arrived; the body is read through it. One ``EndpointPool`` per ``host:port``.
+
+Invariants:
+- The request head is one bytes object, written with a bytes body in one call. The only
+  headers added are ``Host`` (when absent), ``Content-Length`` and ``Transfer-Encoding``;
+  a streamed body keeps a given Content-Length (exactly that many bytes are copied) or goes
+  out chunked, written under the transport's flow control.
+- A pooled connection the upstream closed while it sat idle fails the next request before
+  any byte of an answer arrives. Such a request is sent once more, on a new connection,
+  when its body can be replayed (none, or bytes), as every keep-alive client does. A
+  streamed body has been consumed by then, so that request fails with ``UpstreamReset``.
+- A connection goes back to its pool only when the answer was read to the end and the
+  request written whole; a cancelled or failed send or read drops it.
+- Failures surface only as ``ConnectFailure`` and ``UpstreamReset``; a header carrying CR
+  or LF is refused as ``BadRequest`` before anything is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from discovery.model import Endpoint
+from sidecar.pipeline.errors import BadRequest, UpstreamReset
+from sidecar.transport.h1_pool import EndpointPool
+from sidecar.transport.h1_protocol import H1Connection
+
+_BODY_METHODS = frozenset(("POST", "PUT", "PATCH"))
+_SMALL_WRITE = 16 * 1024  # a body up to this size is copied behind the head: one send
+
+
+class H1Response:
+    __slots__ = ("_conn", "_pool", "content_length", "headers", "reason", "status")
+
+    def __init__(self, conn: H1Connection, pool: EndpointPool) -> None:
+        self._conn: H1Connection | None = conn
+        self._pool = pool
+        self.status = conn.status
+        self.reason = conn.reason
+        self.headers: CIMultiDictProxy[str] = conn.headers
+        self.content_length = conn.content_length
+
+    async def iter_chunks(self) -> AsyncIterator[bytes]:
+        conn = self._conn
+        if conn is None:
+            return
+        try:
+            while chunk := await conn.next_chunk():
+                yield chunk
+        except BaseException:
+            self.close()
+            raise
+
+    async def read(self) -> bytes:
+        conn = self._conn
+        if conn is None:
+            return b""
+        try:
+            data = await conn.next_chunk()
+            if not data:
+                return data
+            more = await conn.next_chunk()
+            if not more:
+                return data  # the usual case: the whole body came with the headers
+            parts = [data, more]
+            while more := await conn.next_chunk():
+                parts.append(more)
+        except BaseException:
+            self.close()
+            raise
+        return b"".join(parts)
+
+    def release(self) -> None:
+        conn = self._conn
+        if conn is not None:
+            self._conn = None
+            self._pool.checkin(conn)  # closes it unless the exchange ended cleanly
+
+    def close(self) -> None:
+        conn = self._conn
+        if conn is not None:
+            self._conn = None
+            conn.close()
+            conn.finish()
+
+
+class H1Transport:
+    __slots__ = ("_connect_timeout", "_idle_timeout", "_pools")
+
+    def __init__(self, *, connect_timeout: float, idle_timeout: float) -> None:
+        self._connect_timeout = connect_timeout
+        self._idle_timeout = idle_timeout
+        self._pools: dict[str, EndpointPool] = {}
+
+    def pool(self, endpoint: Endpoint) -> EndpointPool:
+        pool = self._pools.get(endpoint.id)
+        if pool is None:
+            pool = self._pools[endpoint.id] = EndpointPool(
+                endpoint.address,
+                endpoint.port,
+                endpoint.id,
+                connect_timeout=self._connect_timeout,
+                idle_timeout=self._idle_timeout,
+                loop=asyncio.get_running_loop(),
+            )
+        return pool
+
+    async def send(
+        self, endpoint: Endpoint, method: str, path: str, headers: CIMultiDict[str], body: Any
+    ) -> H1Response:
+        pool = self.pool(endpoint)
+        head, payload, length = encode_request(method, path, headers, body, endpoint.id)
+        is_head = method == "HEAD"
+        conn = pool.checkout()
+        if conn is None:
+            return H1Response(
+                await _exchange(await pool.connect(), is_head, head, payload, length), pool
+            )
+        try:
+            return H1Response(await _exchange(conn, is_head, head, payload, length), pool)
+        except UpstreamReset:
+            if conn.received_any or not (payload is None or isinstance(payload, bytes)):
+                raise
+        # The reused connection was closed by the upstream while idle: see the docstring.
+        conn = await pool.connect()
+        return H1Response(await _exchange(conn, is_head, head, payload, length), pool)
+
+    async def close(self) -> None:
+        pools = list(self._pools.values())
+        self._pools.clear()
+        for pool in pools:
+            await pool.close()
+
+
+async def _exchange(
+    conn: H1Connection, is_head: bool, head: bytes, payload: Any, length: int | None
+) -> H1Connection:
+    conn.begin(is_head)
+    try:
+        if payload is None:
+            conn.write(head)
+            conn.request_sent = True
+        elif isinstance(payload, bytes):
+            if len(payload) <= _SMALL_WRITE:
+                conn.write(head + payload)
+            else:
+                conn.writelines((head, payload))
+            conn.request_sent = True
+        else:
+            conn.write(head)
+            conn.writer = asyncio.get_running_loop().create_task(
+                _write_stream(conn, payload, length)
+            )
+        await conn.wait_headers()
+    except BaseException:
+        conn.close()
+        conn.finish()
+        raise
+    return conn
+
+
+async def _write_stream(conn: H1Connection, body: Any, length: int | None) -> None:
+    """Copies a streamed body upstream; it runs beside the wait for the answer."""
+    try:
+        read = body.readany if hasattr(body, "readany") else body.__aiter__().__anext__
+        if length is None:
+            while chunk := await _next(read):
+                conn.writelines((b"%x\r\n" % len(chunk), chunk, b"\r\n"))
+                await conn.drain()
+            conn.write(b"0\r\n\r\n")
+        else:
+            left = length
+            while left > 0:
+                chunk = await _next(read)
+                if not chunk:
+                    raise UpstreamReset("the request body ended before its Content-Length")
+                if len(chunk) > left:
+                    chunk = chunk[:left]
+                left -= len(chunk)
+                conn.write(chunk)
+                if left:
+                    await conn.drain()
+        conn.request_sent = True
+    except UpstreamReset as exc:
+        conn.fail(exc)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        conn.fail(UpstreamReset(f"the request body could not be sent: {exc!r}"))
+    finally:
+        if conn.writer is asyncio.current_task():
+            conn.writer = None
+
+
+async def _next(read: Any) -> bytes:
+    try:
+        chunk = await read()
+    except StopAsyncIteration:
+        return b""
+    return bytes(chunk) if not isinstance(chunk, bytes) else chunk
+
+
+def encode_request(
+    method: str, path: str, headers: CIMultiDict[str], body: Any, authority: str
+) -> tuple[bytes, Any, int | None]:
+    """The request head, the body as bytes or a stream, and the streamed byte count."""
+    given_length = headers.get("Content-Length")
+    length: int | None = None
+    chunked = False
+    if body is None:
+        want = "0" if method in _BODY_METHODS or given_length is not None else None
+    elif isinstance(body, bytes | bytearray | memoryview | str):
+        body = body.encode() if isinstance(body, str) else bytes(body)
+        want = str(len(body))
+    elif not (hasattr(body, "readany") or hasattr(body, "__aiter__")):
+        raise TypeError(f"a request body is bytes, a StreamReader or async-iterable, not {body!r}")
+    elif given_length is not None and given_length.isdigit():
+        want = given_length
+        length = int(given_length)
+    else:
+        want = None
+        chunked = True
+    items: Any = headers.items()
+    extra = ""
+    if "Transfer-Encoding" in headers or (given_length is not None and given_length != want):
+        items = [
+            (k, v) for k, v in items if k.lower() not in ("content-length", "transfer-encoding")
+        ]
+        given_length = None
+    if want is not None and given_length is None:
+        extra = f"Content-Length: {want}\r\n"
+    elif chunked:
+        extra = "Transfer-Encoding: chunked\r\n"
+    host = "" if "Host" in headers else f"Host: {authority}\r\n"
+    lines = [f"{k}: {v}\r\n" for k, v in items]
+    text = f"{method} {path} HTTP/1.1\r\n{host}{''.join(lines)}{extra}\r\n"
+    expected = len(lines) + 2 + (host != "") + (extra != "")
+    if text.count("\n") != expected or text.count("\r") != expected:
+        raise BadRequest("a request header or the target contains CR or LF")
+    return text.encode("utf-8", "surrogateescape"), body, length

@@ -1,0 +1,325 @@
+"""One upstream HTTP/1.1 connection: an ``asyncio.Protocol`` fed to httptools' C parser.
+
+A connection carries one exchange at a time (no pipelining). ``begin`` starts an exchange;
+the response's status line and headers, then its body, are parsed as bytes arrive, and the
+reader awaits ``wait_headers`` and ``next_chunk``.
+
+Invariants:
+- Body bytes wait in a small queue; above ``READ_HIGH`` buffered bytes the socket stops
+  being read until the consumer takes them, so a large body stays in bounded memory.
+  Writers await ``drain`` while the transport's write buffer is above its high-water mark.
+- 1xx informational responses are skipped; the answer to HEAD has no body whatever its
+  framing headers say (the parser cannot know the request method, so the exchange is
+  finished here once the headers are in, and the parser is replaced before the next one).
+- A body without Content-Length or chunked framing ends when the upstream closes.
+- Failures are kept as ``UpstreamReset`` and raised to whoever waits, after the body bytes
+  that did arrive; no raw exception leaves this module.
+- ``reusable`` holds only when the response was received whole, the request was written
+  whole, the parser says keep-alive and nothing arrived out of turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import TYPE_CHECKING, cast
+
+from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from sidecar.pipeline.errors import UpstreamReset
+
+if TYPE_CHECKING:
+    from sidecar.transport.h1_pool import EndpointPool
+
+READ_HIGH = 64 * 1024  # buffered body bytes above which the socket is no longer read
+_EMPTY_HEADERS: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict())
+
+
+class H1Connection(asyncio.Protocol):
+    __slots__ = (
+        "_active",
+        "_buffered",
+        "_chunks",
+        "_drain_waiter",
+        "_error",
+        "_head",
+        "_headers_done",
+        "_keep_alive",
+        "_loop",
+        "_message_done",
+        "_parser",
+        "_parser_spent",
+        "_raw_headers",
+        "_read_paused",
+        "_until_eof",
+        "_waiter",
+        "_write_paused",
+        "closed",
+        "content_length",
+        "headers",
+        "idle_since",
+        "in_pool",
+        "pool",
+        "reason",
+        "received_any",
+        "request_sent",
+        "status",
+        "transport",
+        "writer",
+    )
+
+    def __init__(self, pool: EndpointPool, loop: asyncio.AbstractEventLoop) -> None:
+        self.pool = pool
+        self._loop = loop
+        self.transport: asyncio.Transport | None = None
+        self._parser = HttpResponseParser(self)
+        self._parser_spent = False
+        self._waiter: asyncio.Future[None] | None = None
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._write_paused = False
+        self._read_paused = False
+        self._chunks: deque[bytes] = deque()
+        self._buffered = 0
+        self._raw_headers: list[tuple[str, str]] = []
+        self._active = False
+        self._head = False
+        self._headers_done = False
+        self._message_done = False
+        self._until_eof = False
+        self._keep_alive = False
+        self._error: UpstreamReset | None = None
+        self.status = 0
+        self.reason = ""
+        self.headers = _EMPTY_HEADERS
+        self.content_length: int | None = None
+        self.received_any = False
+        self.request_sent = False
+        self.closed = False
+        self.in_pool = False
+        self.idle_since = 0.0
+        self.writer: asyncio.Task[None] | None = None
+
+    # -- the exchange, as seen by the client ----------------------------------------------
+
+    def begin(self, head: bool) -> None:
+        """Start an exchange; ``head`` says the response carries no body."""
+        if self._parser_spent:
+            self._parser = HttpResponseParser(self)
+            self._parser_spent = False
+        self._active = True
+        self._head = head
+        self._headers_done = self._message_done = self._until_eof = self._keep_alive = False
+        self._error = None
+        self.received_any = self.request_sent = False
+        self.status = 0
+        self.content_length = None
+        self._chunks.clear()
+        self._buffered = 0
+
+    def finish(self) -> None:
+        """End the exchange; body bytes nobody read are dropped."""
+        self._active = False
+        self._chunks.clear()
+        self._buffered = 0
+        if self._read_paused:
+            # A body received whole but left unread: an idle connection must see a close.
+            self._read_paused = False
+            if not self.closed and self.transport is not None:
+                self.transport.resume_reading()
+
+    @property
+    def reusable(self) -> bool:
+        transport = self.transport
+        return (
+            self._message_done
+            and self._keep_alive
+            and self.request_sent
+            and self._error is None
+            and not self.closed
+            and transport is not None
+            and not transport.is_closing()
+            and not transport.get_write_buffer_size()
+        )
+
+    def write(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def writelines(self, data: tuple[bytes, ...] | list[bytes]) -> None:
+        assert self.transport is not None
+        self.transport.writelines(data)
+
+    async def drain(self) -> None:
+        while self._write_paused and not self.closed:
+            waiter = self._drain_waiter = self._loop.create_future()
+            try:
+                await waiter
+            finally:
+                self._drain_waiter = None
+        if self.closed:
+            raise self._error or UpstreamReset(f"{self.pool.label} closed the connection")
+
+    async def wait_headers(self) -> None:
+        while not self._headers_done:
+            if self._error is not None:
+                raise self._error
+            await self._wait()
+
+    async def next_chunk(self) -> bytes:
+        """The body bytes received so far (b"" once the body ended)."""
+        while True:
+            chunks = self._chunks
+            if chunks:
+                data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+                chunks.clear()
+                self._buffered = 0
+                if self._read_paused:
+                    self._read_paused = False
+                    if not self.closed and self.transport is not None:
+                        self.transport.resume_reading()
+                return data
+            if self._message_done:
+                return b""  # received whole: a later failure (of the upload) changes nothing
+            if self._error is not None:
+                raise self._error
+            await self._wait()
+
+    def fail(self, error: UpstreamReset) -> None:
+        """End the exchange with ``error`` and drop the connection."""
+        if self._error is None:
+            self._error = error
+        self.close()
+        self._wake()
+
+    def close(self) -> None:
+        writer = self.writer
+        if writer is not None:
+            self.writer = None
+            writer.cancel()
+        if self._active and not self._message_done and self._error is None:
+            self._error = UpstreamReset(f"connection to {self.pool.label} was dropped")
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            if self._message_done or not self._active:
+                transport.close()
+            else:
+                transport.abort()  # an unfinished exchange: nothing left worth flushing
+
+    async def _wait(self) -> None:
+        waiter = self._waiter = self._loop.create_future()
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # -- asyncio.Protocol -----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+
+    def data_received(self, data: bytes) -> None:
+        if not self._active or self._message_done:
+            # An upstream speaking out of turn cannot be trusted with the next request.
+            self._keep_alive = False
+            self.close()
+            return
+        self.received_any = True
+        try:
+            self._parser.feed_data(data)
+        except (HttpParserError, HttpParserUpgrade) as exc:
+            self.fail(UpstreamReset(f"{self.pool.label} sent an invalid response: {exc}"))
+            return
+        self._wake()
+
+    def eof_received(self) -> bool:
+        return False  # the transport closes itself; connection_lost settles the exchange
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self._active and not self._message_done and self._error is None:
+            if self._headers_done and self._until_eof and exc is None:
+                self._message_done = True  # a close-delimited body ends here
+            elif self._headers_done:
+                self._error = UpstreamReset(
+                    f"{self.pool.label} closed the connection before the end of the body"
+                )
+            else:
+                self._error = UpstreamReset(
+                    f"{self.pool.label} closed the connection before answering"
+                )
+        self._wake()
+        drain = self._drain_waiter
+        if drain is not None and not drain.done():
+            drain.set_result(None)
+        self.pool.discard(self)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        drain = self._drain_waiter
+        if drain is not None and not drain.done():
+            drain.set_result(None)
+
+    # -- httptools callbacks (bound once per parser, never per request) --------------------
+
+    def on_message_begin(self) -> None:
+        if self._message_done:
+            self._keep_alive = False  # a second message nobody asked for
+            return
+        self._raw_headers = []
+
+    def on_status(self, reason: bytes) -> None:
+        if not self._message_done:
+            self.reason = reason.decode("latin-1")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self._message_done:
+            # The same decoding the downstream side uses, so bytes pass through unchanged.
+            self._raw_headers.append(
+                (name.decode("latin-1"), value.decode("utf-8", "surrogateescape"))
+            )
+
+    def on_headers_complete(self) -> None:
+        if self._message_done:
+            return
+        status = self._parser.get_status_code()
+        self.status = status
+        if status < 200:
+            return  # informational: the final answer follows
+        headers: CIMultiDict[str] = CIMultiDict(self._raw_headers)
+        self.headers = CIMultiDictProxy(headers)
+        te = headers.get("Transfer-Encoding")
+        chunked = te is not None and te.rsplit(",", 1)[-1].strip().lower() == "chunked"
+        length = headers.get("Content-Length")
+        if length is not None and not chunked:
+            self.content_length = int(length)  # the parser rejected anything not a number
+        self._until_eof = self.content_length is None and not chunked
+        self._headers_done = True
+        if self._head:
+            self._keep_alive = self._parser.should_keep_alive()
+            self._message_done = True
+            self._parser_spent = True  # it now expects a body that never comes
+
+    def on_body(self, data: bytes) -> None:
+        if self._message_done:
+            self._keep_alive = False
+            return
+        self._chunks.append(data)
+        self._buffered += len(data)
+        if self._buffered > READ_HIGH and not self._read_paused and self.transport is not None:
+            self._read_paused = True
+            self.transport.pause_reading()
+
+    def on_message_complete(self) -> None:
+        if self._message_done or self.status < 200:
+            return
+        self._message_done = True
+        self._keep_alive = self._parser.should_keep_alive()
