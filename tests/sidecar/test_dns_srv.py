@@ -128,6 +128,9 @@ async def test_traffic_moves_to_the_next_priority_group_without_a_failed_request
     after = [r for r in traffic.replies if r.seq >= STOP_AT]
     assert set(traffic.served(STOP_AT)) == {b.name for b in second}
     retried = [r for r in after if r.attempts != "1"]
-    assert retried, "stopping priority 0 cost no failed attempt: nothing was tested"
+    if detector == "outlier":
+        # Ejection needs a failed attempt; a health check may see the stop before traffic
+        # does, so there a retry is possible but not required.
+        assert retried, "stopping priority 0 cost no failed attempt: nothing was tested"
     assert len(retried) <= len(after) // 10
     assert taken_out(cluster, detector, ejections) == {b.address for b in first}
