@@ -52,8 +52,9 @@ class SidecarState:
 
 
 class Sidecar:
-    def __init__(self, config: Config, *, clock: Clock = MONOTONIC,
-                 rng: random.Random | None = None) -> None:
+    def __init__(
+        self, config: Config, *, clock: Clock = MONOTONIC, rng: random.Random | None = None
+    ) -> None:
         self.config = config
         self.clock = clock
         self.rng = rng or random.Random()
@@ -70,8 +71,13 @@ class Sidecar:
     # -- building ---------------------------------------------------------------------
 
     def _cluster(self, upstream: UpstreamConfig) -> Cluster:
-        transport = H1Transport(connect_timeout=upstream.timeouts.connect,
-                                idle_timeout=upstream.timeouts.idle)
+        limits = upstream.circuit_breakers
+        transport = H1Transport(
+            connect_timeout=upstream.timeouts.connect,
+            idle_timeout=upstream.timeouts.idle,
+            max_connections=limits.max_connections,
+            max_pending=limits.max_pending,
+        )
         cluster = Cluster(upstream, transport, clock=self.clock, rng=self.rng)
         source = build_source(upstream, self.config, rng=self.rng)
         source.watch.subscribe(cluster.update)
@@ -96,8 +102,12 @@ class Sidecar:
         await self._start_listeners()
         await self._register()
         self.state.ready = True
-        log.info("pilotfish ready: %s", ", ".join(
-            f"{name}={lst.address}:{lst.port}" for name, lst in self.state.listeners.items()))
+        log.info(
+            "pilotfish ready: %s",
+            ", ".join(
+                f"{name}={lst.address}:{lst.port}" for name, lst in self.state.listeners.items()
+            ),
+        )
 
     async def _await_first_snapshots(self, timeout: float) -> None:
         waits = [s.watch.wait_ready() for s in self.sources.values()]
@@ -108,16 +118,25 @@ class Sidecar:
                 await asyncio.gather(*waits)
         except TimeoutError:
             missing = [n for n, s in self.sources.items() if not s.watch.ready]
-            log.warning("no endpoints yet for %s after %.1fs; not ready until they arrive",
-                        ", ".join(missing), timeout)
+            log.warning(
+                "no endpoints yet for %s after %.1fs; not ready until they arrive",
+                ", ".join(missing),
+                timeout,
+            )
 
     async def _start_listeners(self) -> None:
         cfg = self.config
         if self.local is not None and cfg.listeners.inbound is not None:
-            handler = ProxyHandler("inbound", fixed(Route(self.local)), self.stack,
-                                   observer=self.observer, report_attempts=False)
-            await self._serve("inbound", handler, cfg.listeners.inbound.address,
-                              cfg.listeners.inbound.port)
+            handler = ProxyHandler(
+                "inbound",
+                fixed(Route(self.local)),
+                self.stack,
+                observer=self.observer,
+                report_attempts=False,
+            )
+            await self._serve(
+                "inbound", handler, cfg.listeners.inbound.address, cfg.listeners.inbound.port
+            )
         routes: dict[str, Route] = {}
         for up in cfg.upstreams:
             route = Route(self.clusters[up.name])
@@ -129,21 +148,21 @@ class Sidecar:
                 await self._serve(name, handler, up.listen.host, up.listen.port)
         if cfg.listeners.egress is not None:
             handler = ProxyHandler("egress", by_host(routes), self.stack, observer=self.observer)
-            await self._serve("egress", handler, cfg.listeners.egress.address,
-                              cfg.listeners.egress.port)
+            await self._serve(
+                "egress", handler, cfg.listeners.egress.address, cfg.listeners.egress.port
+            )
         admin = build_admin_app(self)
-        runner = web.AppRunner(admin, access_log=None, handle_signals=False,
-                               shutdown_timeout=1.0)
-        await self._start_runner("admin", runner, cfg.listeners.admin.address,
-                                 cfg.listeners.admin.port)
+        runner = web.AppRunner(admin, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        await self._start_runner(
+            "admin", runner, cfg.listeners.admin.address, cfg.listeners.admin.port
+        )
 
     async def _serve(self, name: str, handler: ProxyHandler, host: str, port: int) -> None:
         server = H1Server(handler)
         bound_host, bound_port = await server.start(host, port)
         self.state.listeners[name] = Listener(name, server, bound_host, bound_port)
 
-    async def _start_runner(self, name: str, runner: web.BaseRunner, host: str,
-                            port: int) -> None:
+    async def _start_runner(self, name: str, runner: web.BaseRunner, host: str, port: int) -> None:
         await runner.setup()
         site = web.TCPSite(runner, host, port, reuse_address=True)
         await site.start()
@@ -160,8 +179,7 @@ class Sidecar:
                 await self.registration.register()
         except (DiscoveryError, TimeoutError) as exc:
             # run() keeps trying: the agent may come up after us.
-            log.warning("cannot register %s in consul yet: %s",
-                        self.registration.service_id, exc)
+            log.warning("cannot register %s in consul yet: %s", self.registration.service_id, exc)
         self._tasks.append(asyncio.create_task(self.registration.run(), name="consul:register"))
 
     async def _deregister(self) -> None:
@@ -187,8 +205,7 @@ class Sidecar:
         proxies = [lst for n, lst in self.state.listeners.items() if n != "admin"]
         # Stop accepting and drain in-flight requests on every proxy listener at once.
         grace = self.config.drain_timeout
-        await asyncio.gather(*(_stop(lst.runner, grace) for lst in proxies),
-                             return_exceptions=True)
+        await asyncio.gather(*(_stop(lst.runner, grace) for lst in proxies), return_exceptions=True)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

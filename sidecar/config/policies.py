@@ -131,6 +131,9 @@ class EndpointBreakerConfig:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CircuitBreakersConfig:
     max_requests: int = field(1024, check=at_least(1))
+    # Connections to one endpoint (Envoy's per-host max_connections); a request finding
+    # them all busy waits — is pending — and at most max_pending requests may wait.
+    max_connections: int = field(1024, check=at_least(1))
     max_pending: int = field(1024, check=at_least(0))
     endpoint: EndpointBreakerConfig | None = field(default_factory=EndpointBreakerConfig)
 

@@ -27,6 +27,7 @@ from typing import Any
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from discovery.model import Endpoint
+from resilience.limits import PendingLimit
 from sidecar.pipeline.errors import BadRequest, UpstreamReset
 from sidecar.transport.h1_pool import EndpointPool
 from sidecar.transport.h1_protocol import H1Connection
@@ -91,11 +92,21 @@ class H1Response:
 
 
 class H1Transport:
-    __slots__ = ("_connect_timeout", "_idle_timeout", "_pools")
+    __slots__ = ("_connect_timeout", "_idle_timeout", "_max_connections", "_pending", "_pools")
 
-    def __init__(self, *, connect_timeout: float, idle_timeout: float) -> None:
+    def __init__(
+        self,
+        *,
+        connect_timeout: float,
+        idle_timeout: float,
+        max_connections: int = 1024,
+        max_pending: int = 1024,
+    ) -> None:
         self._connect_timeout = connect_timeout
         self._idle_timeout = idle_timeout
+        self._max_connections = max_connections
+        # Shared by every endpoint of the cluster, like Envoy's max_pending_requests.
+        self._pending = PendingLimit(max_pending)
         self._pools: dict[str, EndpointPool] = {}
 
     def pool(self, endpoint: Endpoint) -> EndpointPool:
@@ -108,6 +119,7 @@ class H1Transport:
                 connect_timeout=self._connect_timeout,
                 idle_timeout=self._idle_timeout,
                 loop=asyncio.get_running_loop(),
+                max_connections=self._max_connections,
             )
         return pool
 
@@ -117,11 +129,9 @@ class H1Transport:
         pool = self.pool(endpoint)
         head, payload, length = encode_request(method, path, headers, body, endpoint.id)
         is_head = method == "HEAD"
-        conn = pool.checkout()
-        if conn is None:
-            return H1Response(
-                await _exchange(await pool.connect(), is_head, head, payload, length), pool
-            )
+        conn, reused = await pool.acquire(self._pending)
+        if not reused:
+            return H1Response(await _exchange(conn, is_head, head, payload, length), pool)
         try:
             return H1Response(await _exchange(conn, is_head, head, payload, length), pool)
         except UpstreamReset:

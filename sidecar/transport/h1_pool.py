@@ -9,14 +9,21 @@ Invariants:
 - A connection the upstream closes while idle leaves the pool at once.
 - Connect failures (refused, unreachable, unresolvable, ``connect_timeout`` elapsed) are
   raised as ``ConnectFailure``.
+- At most ``max_connections`` are open or opening (Envoy's per-host ``max_connections``).
+  A request that finds none free waits for one — it is then *pending*, and the cluster's
+  ``PendingLimit`` (``max_pending``) bounds how many may wait; past it the request is
+  refused at once with ``Overflow`` (a local rejection: it never counts against the
+  endpoint). A connection checked in goes straight to the oldest waiter.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 
-from sidecar.pipeline.errors import ConnectFailure
+from resilience.limits import PendingLimit
+from sidecar.pipeline.errors import ConnectFailure, Overflow
 from sidecar.transport.h1_protocol import H1Connection
 
 _EARLY = 0.001  # how early a loop timer may fire (clock and timer resolution)
@@ -27,13 +34,16 @@ class EndpointPool:
         "_all",
         "_closed",
         "_connect_timeout",
+        "_connecting",
         "_emptied",
         "_idle",
         "_idle_timeout",
         "_loop",
         "_timer",
+        "_waiters",
         "host",
         "label",
+        "max_connections",
         "port",
     )
 
@@ -46,6 +56,7 @@ class EndpointPool:
         connect_timeout: float,
         idle_timeout: float,
         loop: asyncio.AbstractEventLoop,
+        max_connections: int = 1024,
     ) -> None:
         self.host = host
         self.port = port
@@ -58,6 +69,11 @@ class EndpointPool:
         self._timer: asyncio.TimerHandle | None = None
         self._closed = False
         self._emptied: asyncio.Future[None] | None = None
+        self.max_connections = max_connections
+        self._connecting = 0
+        # Requests waiting for a connection: each gets one (or None: "a slot is free,
+        # connect") through its future.
+        self._waiters: deque[asyncio.Future[H1Connection | None]] = deque()
 
     @property
     def idle_count(self) -> int:
@@ -86,8 +102,52 @@ class EndpointPool:
                 return conn
         return None
 
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
+
+    async def acquire(self, pending: PendingLimit) -> tuple[H1Connection, bool]:
+        """A connection for one exchange, and whether it was reused from the pool."""
+        while True:
+            conn = self.checkout()
+            if conn is not None:
+                return conn, True
+            if len(self._all) + self._connecting < self.max_connections:
+                return await self.connect(), False
+            if not pending.try_acquire():
+                raise Overflow(
+                    f"{self.label}: {self.max_connections} connections busy and "
+                    f"{pending.limit} requests already waiting for one"
+                )
+            waiter: asyncio.Future[H1Connection | None] = self._loop.create_future()
+            self._waiters.append(waiter)
+            try:
+                handed = await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled() and waiter.result() is not None:
+                    self.checkin(waiter.result())  # handed over as we were cancelled
+                raise
+            finally:
+                pending.release()
+                if not waiter.done():
+                    waiter.cancel()
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+            if handed is not None:
+                return handed, True
+
+    def _hand_over(self, conn: H1Connection | None) -> bool:
+        """Give ``conn`` (or a free slot) to the oldest live waiter; False if none."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return True
+        return False
+
     async def connect(self) -> H1Connection:
         conn = H1Connection(self, self._loop)
+        self._connecting += 1
         try:
             async with asyncio.timeout(self._connect_timeout):
                 await self._loop.create_connection(lambda: conn, self.host, self.port)
@@ -95,6 +155,10 @@ class EndpointPool:
             raise ConnectFailure(f"connect to {self.label} timed out") from None
         except OSError as exc:
             raise ConnectFailure(f"cannot connect to {self.label}: {exc}") from None
+        finally:
+            self._connecting -= 1
+            if len(self._all) + self._connecting < self.max_connections and self._waiters:
+                self._hand_over(None)  # a failed connect frees its slot for a waiter
         if self._closed:
             conn.close()
             raise ConnectFailure(f"the pool for {self.label} is closed")
@@ -107,6 +171,8 @@ class EndpointPool:
             conn.finish()
             return
         conn.finish()
+        if self._waiters and self._hand_over(conn):
+            return
         conn.idle_since = now = self._loop.time()
         conn.in_pool = True
         self._idle.append(conn)
@@ -119,6 +185,8 @@ class EndpointPool:
         if conn.in_pool:
             conn.in_pool = False
             self._idle.remove(conn)
+        if self._waiters and len(self._all) + self._connecting < self.max_connections:
+            self._hand_over(None)
         if not self._all and self._emptied is not None and not self._emptied.done():
             self._emptied.set_result(None)
 

@@ -302,3 +302,36 @@ async def test_chunked_response_and_request_stream_through(backends, sidecar_fac
     async with client.post(url(sc, "upstream:a", "/"), data=gen()) as r:
         assert r.status == 200
         assert await r.text() == "part0-part1-part2-part3-part4-10000"
+
+
+async def test_pending_overflow_is_503_overflow_and_not_retried(backends, sidecar_factory, client):
+    (b,) = await backends(1)
+    release = asyncio.Event()
+
+    async def hold(request: web.Request) -> web.Response:
+        await release.wait()
+        return web.Response(text="held")
+
+    b.behaviour = hold
+    sc = await sidecar_factory(
+        config_yaml(
+            [
+                {
+                    "name": "a",
+                    "discovery": {"static": [b.address]},
+                    "circuit_breakers": {"max_connections": 1, "max_pending": 0},
+                }
+            ]
+        )
+    )
+    first = asyncio.ensure_future(client.get(url(sc, "upstream:a", "/1")))
+    await asyncio.wait_for(b.entered.wait(), 5)
+    async with client.get(url(sc, "upstream:a", "/2")) as r:
+        assert r.status == 503
+        assert r.headers["x-pilotfish-error"] == "overflow"
+        assert r.headers["x-pilotfish-attempts"] == "1"
+    release.set()
+    resp = await asyncio.wait_for(first, 5)
+    assert resp.status == 200 and await resp.text() == "held"
+    resp.release()
+    assert b.hits == 1
