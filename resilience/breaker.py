@@ -187,5 +187,10 @@ class EndpointBreaker:
             return
         if outcome is None or outcome is Outcome.LOCAL_REJECTION:
             return
+        if (outcome is Outcome.SUCCESS and not permit.trial and self._cb.fail_counter == 0
+                and self._cb.current_state == pybreaker.STATE_CLOSED):
+            # The hot path: a success on a healthy circuit changes nothing in pybreaker
+            # (it would reset a counter that is already 0), so skip its call machinery.
+            return
         with contextlib.suppress(_AttemptFailed):
             self._cb.call(_fail if outcome.counts_against_endpoint else _succeed)
