@@ -13,10 +13,10 @@ import contextlib
 import logging
 import random
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from discovery.consul import ConsulRegistration
 from discovery.errors import DiscoveryError
 from discovery.source import Source
 from resilience.clock import MONOTONIC, Clock
@@ -28,10 +28,12 @@ from sidecar.listener.h1_server import H1Server
 from sidecar.local_cluster import local_upstream
 from sidecar.pipeline.stack import build_stack
 from sidecar.proxy import ProxyHandler, Route, by_host, fixed
-from sidecar.registration import build_registration
 from sidecar.sources import build_source
 from sidecar.telemetry.telemetry import Telemetry
 from sidecar.transport.h1_client import H1Transport
+
+if TYPE_CHECKING:
+    from discovery.consul import ConsulRegistration
 
 log = logging.getLogger("pilotfish")
 
@@ -173,6 +175,8 @@ class Sidecar:
     async def _register(self) -> None:
         if not self.config.service.register or "inbound" not in self.state.listeners:
             return
+        from sidecar.registration import build_registration  # only sidecars that register
+
         self.registration = build_registration(self.config, self.address("inbound"))
         try:
             async with asyncio.timeout(5):

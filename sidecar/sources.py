@@ -7,16 +7,20 @@ The pipeline never sees which kind of source feeds a cluster: every source publi
 from __future__ import annotations
 
 import random
+from typing import TYPE_CHECKING
 
-from discovery.consul import ConsulClientOptions, ConsulHealthWatcher
-from discovery.dns_srv import DnsSrvSource
 from discovery.model import Endpoint
 from discovery.source import Source
 from discovery.static import StaticSource
 from sidecar.config.schema import Config, ConsulConfig, UpstreamConfig
 
+if TYPE_CHECKING:
+    from discovery.consul import ConsulClientOptions
+
 
 def consul_options(consul: ConsulConfig) -> ConsulClientOptions:
+    from discovery.consul import ConsulClientOptions  # python-consul2 loads requests: ~0.1 s
+
     return ConsulClientOptions(
         address=consul.address,
         scheme=consul.scheme,
@@ -39,6 +43,8 @@ def build_source(upstream: UpstreamConfig, config: Config, *, rng: random.Random
             ],
         )
     if disc.consul is not None:
+        from discovery.consul import ConsulHealthWatcher
+
         c = disc.consul
         return ConsulHealthWatcher(
             consul_options(config.consul),
@@ -51,6 +57,8 @@ def build_source(upstream: UpstreamConfig, config: Config, *, rng: random.Random
             rng=rng,
         )
     assert disc.dns_srv is not None
+    from discovery.dns_srv import DnsSrvSource
+
     d = disc.dns_srv
     return DnsSrvSource(
         name=d.name,

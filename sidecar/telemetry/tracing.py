@@ -18,7 +18,6 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.context import Context
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
@@ -75,6 +74,9 @@ class Tracing:
         self.exporting = config.endpoint is not None
         if config.endpoint is not None:
             queue = max_queue or int(os.environ.get("OTEL_BSP_MAX_QUEUE_SIZE") or DEFAULT_MAX_QUEUE)
+            # Imported here: protobuf and the exporter cost ~0.1 s of start-up when unused.
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
             exporter = OTLPSpanExporter(endpoint=config.endpoint, headers=dict(config.headers))
 
             def batch(inner: SpanExporter) -> BatchSpanProcessor:
