@@ -15,7 +15,10 @@ adjustments, each for a limitation of that library:
   with a body of our own (Consul's documented ``Name``/``ID``/``Check`` shape) and our own
   status handling.
 
-The library has no HTTP timeout of its own: every call is wrapped in ``asyncio.wait_for``.
+The library has no HTTP timeout of its own: every call runs under ``asyncio.timeout``. Not
+``asyncio.wait_for``: on Python 3.11 it returns the answer instead of raising when the caller
+is cancelled just as the answer completes (CPython gh-86296), and a watch loop cancelled that
+way would poll on forever.
 
 Invariants: every failure (refused, timeout, HTTP error status, malformed JSON, missing
 ``X-Consul-Index``) surfaces as ``DiscoveryError``; the ACL token travels only in the
@@ -244,7 +247,8 @@ class ConsulClient:
     async def _call(self, what: str, call: Awaitable[T], timeout: float | None = None) -> T:
         limit = self._timeout if timeout is None else timeout
         try:
-            return await asyncio.wait_for(call, limit)
+            async with asyncio.timeout(limit):
+                return await call
         except TimeoutError:  # before OSError: TimeoutError is one
             raise self._error(f"consul {what}: no answer within {limit:.1f}s") from None
         except consul.base.ConsulException as exc:

@@ -16,6 +16,8 @@ The check gets Consul's default id ``service:<service id>`` (one check per servi
 A failed chore keeps its due time; the loop backs off (jittered, capped), logs one warning
 per outage and one info line on recovery. ``deregister()`` ends ``run``; nothing deregisters
 implicitly, so a crashed process is cleaned up by ``DeregisterCriticalServiceAfter``.
+Cancelling ``run`` always ends it: its waits are ``asyncio.timeout`` blocks, never
+``asyncio.wait_for`` (see ``consul_client``).
 """
 
 from __future__ import annotations
@@ -240,7 +242,8 @@ class ConsulRegistration:
             return True, "pilotfish: serving"
         assert isinstance(self.check, TtlCheck)
         try:
-            healthy = await asyncio.wait_for(self._app_health(), self.check.ttl / 3)
+            async with asyncio.timeout(self.check.ttl / 3):
+                healthy = await self._app_health()
         except Exception as exc:  # the app's probe failing in any way means "not healthy"
             return False, f"pilotfish: application health probe failed ({type(exc).__name__})"
         if healthy:
@@ -250,7 +253,8 @@ class ConsulRegistration:
     async def _pause(self, seconds: float) -> None:
         # Wakes early when deregister() or close() ends the loop.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopped.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._stopped.wait()
 
     def _outage(self, message: str) -> None:
         if not self._failing:

@@ -14,6 +14,9 @@ One long-lived loop of blocking reads of ``/v1/health/service/<name>``:
 
 ``tags``: the first tag is sent to Consul as ``?tag=`` (python-consul2 passes only one); every
 tag is then checked on each instance, so all of them must be present.
+
+Cancelling ``run`` always ends it: its waits are ``asyncio.timeout`` blocks, never
+``asyncio.wait_for`` (see ``consul_client``).
 """
 
 from __future__ import annotations
@@ -104,7 +107,8 @@ class ConsulHealthWatcher:
     async def _pause(self, seconds: float) -> None:
         if seconds > 0:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closed.wait(), seconds)
+                async with asyncio.timeout(seconds):
+                    await self._closed.wait()
 
     def _failed(self, message: str) -> None:
         if self.watch.fail(message):

@@ -15,6 +15,9 @@ malformed records) keep the last good snapshot, are recorded with ``watch.fail``
 after a capped, jittered exponential backoff; one warning per outage, one info line on
 recovery. A name that never resolved leaves the watch not ready. An A/AAAA lookup of a target
 that answers NXDOMAIN/no data just leaves that target out; any other error fails the refresh.
+
+Cancelling ``run`` always ends it: its waits are ``asyncio.timeout`` blocks, never
+``asyncio.wait_for``, which on Python 3.11 can swallow a cancellation (CPython gh-86296).
 """
 
 from __future__ import annotations
@@ -116,7 +119,8 @@ class DnsSrvSource:
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._closed.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._closed.wait()
 
     async def _resolve(self, resolver: aiodns.DNSResolver) -> tuple[EndpointSet, int]:
         srv = await self._query(resolver, self.name, "SRV")
@@ -135,7 +139,8 @@ class DnsSrvSource:
         self, resolver: aiodns.DNSResolver, name: str, qtype: str, *, missing_ok: bool = False
     ) -> Any:
         try:
-            return await asyncio.wait_for(resolver.query_dns(name, qtype), self.timeout)
+            async with asyncio.timeout(self.timeout):
+                return await resolver.query_dns(name, qtype)
         except TimeoutError:
             raise DiscoveryError(f"DNS {qtype} {name}: no answer within {self.timeout}s") from None
         except aiodns.error.DNSError as exc:

@@ -4,11 +4,14 @@
 port, serving only the records a test passes (``--srv-host=`` / ``--host-record=``) and
 answering NXDOMAIN for any other name under ``consul``. Readiness is established by querying
 it (``version.bind`` in class CHAOS), never by sleeping. A missing binary fails the test.
+Start and stop are bounded: a dnsmasq that does not answer within ``READY_WITHIN`` seconds
+or does not exit within ``EXIT_WITHIN`` seconds of SIGTERM (then SIGKILL) fails the test.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -20,6 +23,8 @@ import pytest
 from tests.discovery.consul_double import consul_double  # noqa: F401  (re-exported fixture)
 
 READY_WITHIN = 5.0
+EXIT_WITHIN = 5.0
+QUERY_TIMEOUT = 0.2
 
 
 def free_port() -> int:
@@ -85,31 +90,55 @@ class Dnsmasq:
 
     async def stop(self) -> None:
         process, self._process = self._process, None
-        if process is not None and process.returncode is None:
-            process.terminate()
-            await process.wait()
+        if process is None or process.returncode is not None:
+            return
+        process.terminate()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(EXIT_WITHIN):
+                await process.wait()
+        if process.returncode is None:
+            process.kill()
+            try:
+                async with asyncio.timeout(EXIT_WITHIN):
+                    await process.wait()
+            except TimeoutError:
+                raise RuntimeError(f"dnsmasq (pid {process.pid}) survived SIGKILL") from None
 
     async def _wait_ready(self) -> None:
         assert self._process is not None
-        resolver = aiodns.DNSResolver(nameservers=[self.nameserver], timeout=0.2, tries=1)
+        resolver = aiodns.DNSResolver(nameservers=[self.nameserver], timeout=QUERY_TIMEOUT, tries=1)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + READY_WITHIN
         try:
             while True:
                 if self._process.returncode is not None:
-                    assert self._process.stderr is not None
-                    err = (await self._process.stderr.read()).decode(errors="replace")
-                    raise RuntimeError(f"dnsmasq exited with {self._process.returncode}: {err}")
+                    raise RuntimeError(
+                        f"dnsmasq exited with {self._process.returncode}: {await self._stderr()}"
+                    )
                 try:
-                    await resolver.query_dns("version.bind", "TXT", "CHAOS")
+                    # c-ares times the query out itself; the bound here does not rely on it
+                    async with asyncio.timeout(QUERY_TIMEOUT * 5):
+                        await resolver.query_dns("version.bind", "TXT", "CHAOS")
                     return
-                except aiodns.error.DNSError:
+                except (aiodns.error.DNSError, TimeoutError) as exc:
                     if loop.time() > deadline:
-                        raise
+                        raise RuntimeError(
+                            f"dnsmasq on {self.nameserver} not answering after "
+                            f"{READY_WITHIN}s: {exc!r}"
+                        ) from None
                     # c-ares answers "connection refused" at once: pace the polling a little
                     await asyncio.sleep(0.01)
         finally:
             await resolver.close()
+
+    async def _stderr(self) -> str:
+        """What an exited dnsmasq wrote to stderr (bounded: a leftover child may hold it)."""
+        assert self._process is not None and self._process.stderr is not None
+        try:
+            async with asyncio.timeout(1.0):
+                return (await self._process.stderr.read()).decode(errors="replace")
+        except TimeoutError:
+            return "<stderr not closed>"
 
 
 @pytest.fixture

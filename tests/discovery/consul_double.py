@@ -16,6 +16,9 @@ permission 403 "Permission denied: ...", and reads are filtered rather than refu
 checks expire to critical ("TTL expired"). HTTP checks are not probed: tests set their status.
 Agent PUTs answer 200 with an empty body; errors are text/plain.
 
+``stop`` releases every held request (blocked read, ``HANG``) for good, then cancels any
+request still in progress after ``STOP_WITHIN`` seconds: stopping never waits on a client.
+
 Test controls: ``add_instance``/``remove_instance``/``set_check_status`` (catalog writes as
 other agents would make them), ``rewind_index`` (snapshot restore), ``restart_agent``
 (forget every registration made through this agent), ``inject``/``clear_faults`` (500, hang,
@@ -36,14 +39,16 @@ import pytest
 from aiohttp import web
 
 from tests.discovery.consul_double_rules import (
-    ANONYMOUS_ACCESSOR,
+    ANONYMOUS,
     DEFAULT_MAINTENANCE_REASON,
     FALSE,
     TRUE,
+    AclToken,
     ApiError,
     check_from_definition,
     parse_go_duration,
     permission_denied,
+    request_token,
     service_from_registration,
     unknown_check,
     unknown_service,
@@ -62,6 +67,7 @@ from tests.discovery.consul_double_state import (
 )
 
 MAX_WAIT = 600.0
+STOP_WITHIN = 2.0
 DEFAULT_WAIT = 300.0
 HEALTH_PATH = "/v1/health/service/"
 
@@ -71,15 +77,6 @@ class Fault(enum.Enum):
     HANG = "hang"
     BAD_JSON = "bad-json"
     ZERO_INDEX = "zero-index"  # the old Consul bug the blocking-query docs warn about
-
-
-@dataclass(frozen=True)
-class AclToken:
-    accessor_id: str
-    write: bool = True
-
-
-ANONYMOUS = AclToken(ANONYMOUS_ACCESSOR, write=False)
 
 
 @dataclass(frozen=True)
@@ -135,15 +132,18 @@ class ConsulDouble:
                 web.put("/v1/agent/check/update/{id}", self._ttl_update),
             ]
         )
-        self._runner = web.AppRunner(app, handle_signals=False)
+        # aiohttp's default lets a busy handler hold up cleanup for 60 s before cancelling it
+        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=STOP_WITHIN)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", 0).start()
         self.port = self._runner.addresses[0][1]
         return self
 
     async def stop(self) -> None:
+        # set, not replaced (as _wake does): a request arriving from now on is not held either
         self._release.set()
-        self._wake(abandon=True)
+        self._changed.set()
+        self._abandoned.set()
         for timer in self._ttl_timers.values():
             timer.cancel()
         if self._runner is not None:
@@ -237,9 +237,15 @@ class ConsulDouble:
         A client loop that sends its next request has finished handling the previous answer,
         so this is how tests wait for a client to have seen a reply.
         """
-        async with asyncio.timeout(timeout):
-            while len(self.requests_to(path_prefix)) < count:
-                await self._recorded.wait()
+        try:
+            async with asyncio.timeout(timeout):
+                while len(self.requests_to(path_prefix)) < count:
+                    await self._recorded.wait()
+        except TimeoutError:
+            got = len(self.requests_to(path_prefix))
+            raise TimeoutError(
+                f"{got} of {count} requests to {path_prefix} arrived within {timeout}s"
+            ) from None
         return self.requests_to(path_prefix)
 
     # -- plumbing ------------------------------------------------------------------------
@@ -301,18 +307,7 @@ class ConsulDouble:
         return await handler(request)
 
     def _token(self, request: web.Request) -> AclToken:
-        if self.acl_tokens is None:
-            return AclToken("root")
-        secret = request.query.get("token") or request.headers.get("X-Consul-Token")
-        auth = request.headers.get("Authorization", "")
-        if not secret and auth.startswith("Bearer "):
-            secret = auth.removeprefix("Bearer ").strip()
-        if not secret:
-            return ANONYMOUS
-        token = self.acl_tokens.get(secret)
-        if token is None:
-            raise ApiError(403, "ACL not found")
-        return token
+        return request_token(self.acl_tokens, request.query, request.headers)
 
     def _writer(self, request: web.Request, service: str) -> None:
         token = self._token(request)
@@ -365,11 +360,11 @@ class ConsulDouble:
             if remaining <= 0 or abandoned.is_set():
                 return
             waiters = [asyncio.ensure_future(e.wait()) for e in (self._changed, abandoned)]
-            _, pending = await asyncio.wait(
-                waiters, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
-            )
-            for task in pending:
-                task.cancel()
+            try:
+                await asyncio.wait(waiters, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            finally:  # also when stop() cancels this handler
+                for waiter in waiters:
+                    waiter.cancel()
 
     # -- agent services ------------------------------------------------------------------
     async def _register(self, request: web.Request) -> web.Response:

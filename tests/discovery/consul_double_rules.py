@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from tests.discovery.consul_double_state import CRITICAL, CheckState, ServiceState
@@ -25,11 +26,39 @@ _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
+@dataclass(frozen=True)
+class AclToken:
+    accessor_id: str
+    write: bool = True
+
+
+ANONYMOUS = AclToken(ANONYMOUS_ACCESSOR, write=False)
+ROOT = AclToken("root")  # every request's token while ACLs are disabled
+
+
 class ApiError(Exception):
     def __init__(self, status: int, text: str) -> None:
         super().__init__(f"{status} {text}")
         self.status = status
         self.text = text
+
+
+def request_token(
+    tokens: Mapping[str, AclToken] | None, query: Mapping[str, str], headers: Mapping[str, str]
+) -> AclToken:
+    """The token of a request: ``?token``, then ``X-Consul-Token``, then a Bearer token."""
+    if tokens is None:
+        return ROOT
+    secret = query.get("token") or headers.get("X-Consul-Token")
+    auth = headers.get("Authorization", "")
+    if not secret and auth.startswith("Bearer "):
+        secret = auth.removeprefix("Bearer ").strip()
+    if not secret:
+        return ANONYMOUS
+    token = tokens.get(secret)
+    if token is None:
+        raise ApiError(403, "ACL not found")
+    return token
 
 
 def parse_go_duration(text: str) -> float:

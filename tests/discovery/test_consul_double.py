@@ -17,6 +17,8 @@ FIXTURES = Path(__file__).parent.parent / "fixtures" / "consul"
 ENTERPRISE_ONLY = {"Namespace", "Partition"}
 # maps of user data: their keys are not schema, only the shape of their values is
 DATA_MAPS = {"Meta", "TaggedAddresses"}
+# every call here is answered within seconds (the 30 s blocking reads are woken by a change)
+CALL_TIMEOUT = aiohttp.ClientTimeout(total=10)
 
 
 def load(name: str) -> Any:
@@ -62,7 +64,7 @@ async def call(
     headers: dict[str, str] | None = None,
 ) -> tuple[int, Any, dict[str, str]]:
     async with (
-        aiohttp.ClientSession() as session,
+        aiohttp.ClientSession(timeout=CALL_TIMEOUT) as session,
         session.request(
             method,
             f"http://{double.address}{path}",

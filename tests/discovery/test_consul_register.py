@@ -211,7 +211,8 @@ async def test_deregister_ends_run(consul_double: ConsulDouble) -> None:
     async with running(reg) as task:
         await eventually(lambda: consul_double.local_service("payments-host1-9000") is not None)
         await reg.deregister()
-        await asyncio.wait_for(task, 1.0)
+        done, _ = await asyncio.wait({task}, timeout=1.0)
+        assert done, "run() still going 1 s after deregister()"
     assert consul_double.local_service("payments-host1-9000") is None
 
 
