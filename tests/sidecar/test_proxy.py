@@ -8,7 +8,19 @@ import socket
 import aiohttp
 from aiohttp import web
 
-from tests.sidecar.harness import config_yaml, url
+from tests.sidecar.harness import Backend, config_yaml, url
+
+
+def hold_until(backend: Backend, text: str) -> asyncio.Event:
+    """Make ``backend`` answer ``text`` only once the returned event is set."""
+    release = asyncio.Event()
+
+    async def held(request: web.Request) -> web.Response:
+        await release.wait()
+        return web.Response(text=text)
+
+    backend.behaviour = held
+    return release
 
 
 def closed_port() -> int:
@@ -146,13 +158,7 @@ async def test_connect_failure_is_502_with_reason(sidecar_factory, client):
 
 async def test_timeout_is_504_with_reason(backends, sidecar_factory, client):
     (b,) = await backends(1)
-    release = asyncio.Event()
-
-    async def hang(request: web.Request) -> web.Response:
-        await release.wait()
-        return web.Response(text="late")
-
-    b.behaviour = hang
+    release = hold_until(b, "late")
     sc = await sidecar_factory(
         config_yaml(
             [
@@ -175,13 +181,7 @@ async def test_timeout_is_504_with_reason(backends, sidecar_factory, client):
 
 async def test_total_deadline_is_504(backends, sidecar_factory, client):
     (b,) = await backends(1)
-    release = asyncio.Event()
-
-    async def hang(request: web.Request) -> web.Response:
-        await release.wait()
-        return web.Response(text="late")
-
-    b.behaviour = hang
+    release = hold_until(b, "late")
     sc = await sidecar_factory(
         config_yaml(
             [
@@ -306,13 +306,7 @@ async def test_chunked_response_and_request_stream_through(backends, sidecar_fac
 
 async def test_pending_overflow_is_503_overflow_and_not_retried(backends, sidecar_factory, client):
     (b,) = await backends(1)
-    release = asyncio.Event()
-
-    async def hold(request: web.Request) -> web.Response:
-        await release.wait()
-        return web.Response(text="held")
-
-    b.behaviour = hold
+    release = hold_until(b, "held")
     sc = await sidecar_factory(
         config_yaml(
             [
