@@ -65,38 +65,38 @@ def throughput_table(results: Sequence[TargetResults]) -> str:
         "peak RSS MiB",
         "ready in ms",
     ]
-    rows = []
-    for r in results:
-        missing = _not_measured(r, len(header))
-        if missing:
-            rows.append(missing)
-            continue
-        s = r.summary()
-        names = [
-            "rps_small",
-            "rps_large",
-            "cpu_10k_max",
-            "cpu_busy_max",
-            "core_busy_max",
-            "cpu_10k_at_rate",
-            "rss_mib",
-        ]
-        rows.append([r.label, *(cell(s, n) for n in names), cell(s, "startup_ms")])
-    return _table(header, rows)
+    names = (
+        "rps_small",
+        "rps_large",
+        "cpu_10k_max",
+        "cpu_busy_max",
+        "core_busy_max",
+        "cpu_10k_at_rate",
+        "rss_mib",
+        "startup_ms",
+    )
+    return _table(header, _summary_rows(results, len(header), names))
 
 
 def single_table(results: Sequence[TargetResults]) -> str:
     header = ["target", "p50 ms", "p90 ms", "p99 ms", "req/s"]
+    names = ("single_p50", "single_p90", "single_p99", "single_rps")
+    return _table(header, _summary_rows(results, len(header), names))
+
+
+def _summary_rows(
+    results: Sequence[TargetResults], width: int, names: Sequence[str]
+) -> list[list[str]]:
+    """One row per target: its label, then the named summary cells (or "not measured")."""
     rows = []
     for r in results:
-        missing = _not_measured(r, len(header))
+        missing = _not_measured(r, width)
         if missing:
             rows.append(missing)
             continue
         s = r.summary()
-        names = ("single_p50", "single_p90", "single_p99", "single_rps")
         rows.append([r.label, *(cell(s, n) for n in names)])
-    return _table(header, rows)
+    return rows
 
 
 def open_loop_table(results: Sequence[TargetResults], rates: Sequence[int]) -> str:

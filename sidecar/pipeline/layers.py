@@ -82,8 +82,11 @@ class RetryLayer:
             decision = policy.decide(
                 outcome=outcome or Outcome.LOCAL_REJECTION,
                 status=resp.status if resp is not None else None,
-                method=ex.method, retries_done=retries, replayable=ex.replayable,
-                remaining=remaining, rng=self.rng,
+                method=ex.method,
+                retries_done=retries,
+                replayable=ex.replayable,
+                remaining=remaining,
+                rng=self.rng,
             )
             if isinstance(decision, GiveUp):
                 if decision.reason == "attempts_exhausted" and retries:
@@ -93,9 +96,14 @@ class RetryLayer:
                 ex.add_flag("URX")
                 ex.observer.event(ex, "retry_budget_exhausted", {})  # observer hook
                 return _give_up(resp, failure)
-            ex.observer.event(ex, "retry", {"pilotfish.retry.delay_s": decision.delay,
-                                            "pilotfish.outcome": (outcome.value if outcome
-                                                                  else "local_rejection")})
+            ex.observer.event(
+                ex,
+                "retry",
+                {
+                    "pilotfish.retry.delay_s": decision.delay,
+                    "pilotfish.outcome": (outcome.value if outcome else "local_rejection"),
+                },
+            )
             if resp is not None:
                 resp.close()  # the failed answer is replaced by the retry's
             retries += 1
@@ -157,7 +165,7 @@ class EndpointLayer:
         outcome = Outcome.LOCAL_REJECTION
         try:
             resp = await self.inner(ex)
-            outcome = classify_status(resp.status)
+            outcome = ex.outcome  # classified once, by the transport layer
             return resp
         except ProxyError as exc:
             outcome = exc.outcome
@@ -201,8 +209,9 @@ class TransportLayer:
         observer = ex.observer
         token = observer.attempt_start(ex)  # observer hook
         try:
-            resp = await ex.cluster.transport.send(state.endpoint, ex.method, ex.path,
-                                                   ex.headers, ex.body)
+            resp = await ex.cluster.transport.send(
+                state.endpoint, ex.method, ex.path, ex.headers, ex.body
+            )
         except ProxyError as exc:
             observer.attempt_end(token, ex, exc.outcome, None, exc.reason)  # observer hook
             raise
@@ -210,5 +219,7 @@ class TransportLayer:
             observer.attempt_end(token, ex, Outcome.TIMEOUT, None, "cancelled")  # observer hook
             raise
         ex.status = resp.status
-        observer.attempt_end(token, ex, classify_status(resp.status), resp.status, None)
+        # The one place an answered attempt is classified; every policy reads ex.outcome.
+        ex.outcome = outcome = classify_status(resp.status)
+        observer.attempt_end(token, ex, outcome, resp.status, None)  # observer hook
         return resp

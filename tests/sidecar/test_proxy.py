@@ -6,6 +6,7 @@ import asyncio
 import socket
 
 import aiohttp
+import pytest
 from aiohttp import web
 
 from tests.sidecar.harness import Backend, config_yaml, url
@@ -156,48 +157,29 @@ async def test_connect_failure_is_502_with_reason(sidecar_factory, client):
         assert "connect_failure" in await r.text()
 
 
-async def test_timeout_is_504_with_reason(backends, sidecar_factory, client):
+@pytest.mark.parametrize(
+    ("retries", "timeouts", "reason"),
+    [
+        ({"attempts": 0, "per_try_timeout": "150ms"}, {"total": "1s"}, "upstream_timeout"),
+        ({"attempts": 0, "per_try_timeout": 0}, {"total": "200ms"}, "deadline_exceeded"),
+    ],
+)
+async def test_timeouts_are_504_with_their_reason(
+    backends, sidecar_factory, client, retries, timeouts, reason
+):
     (b,) = await backends(1)
     release = hold_until(b, "late")
-    sc = await sidecar_factory(
-        config_yaml(
-            [
-                {
-                    "name": "slow",
-                    "discovery": {"static": [b.address]},
-                    "retries": {"attempts": 0, "per_try_timeout": "150ms"},
-                    "timeouts": {"total": "1s"},
-                }
-            ]
-        )
-    )
+    upstream = {
+        "name": "slow",
+        "discovery": {"static": [b.address]},
+        "retries": retries,
+        "timeouts": timeouts,
+    }
+    sc = await sidecar_factory(config_yaml([upstream]))
     try:
         async with client.get(url(sc, "upstream:slow", "/")) as r:
             assert r.status == 504
-            assert r.headers["x-pilotfish-error"] == "upstream_timeout"
-    finally:
-        release.set()
-
-
-async def test_total_deadline_is_504(backends, sidecar_factory, client):
-    (b,) = await backends(1)
-    release = hold_until(b, "late")
-    sc = await sidecar_factory(
-        config_yaml(
-            [
-                {
-                    "name": "slow",
-                    "discovery": {"static": [b.address]},
-                    "retries": {"attempts": 0, "per_try_timeout": 0},
-                    "timeouts": {"total": "200ms"},
-                }
-            ]
-        )
-    )
-    try:
-        async with client.get(url(sc, "upstream:slow", "/")) as r:
-            assert r.status == 504
-            assert r.headers["x-pilotfish-error"] == "deadline_exceeded"
+            assert r.headers["x-pilotfish-error"] == reason
     finally:
         release.set()
 
