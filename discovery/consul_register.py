@@ -16,6 +16,11 @@ The check gets Consul's default id ``service:<service id>`` (one check per servi
 A failed chore keeps its due time; the loop backs off (jittered, capped), logs one warning
 per outage and one info line on recovery. ``deregister()`` ends ``run``; nothing deregisters
 implicitly, so a crashed process is cleaned up by ``DeregisterCriticalServiceAfter``.
+
+Invariants: each chore's Consul call and ``deregister()`` hold one lock, so they never overlap;
+once ``deregister()`` or ``close()`` has been called no chore starts. A chore already under way
+finishes first and ``deregister()`` follows it, so deregistration is the last write to the agent
+and a shutdown never leaves the service registered again behind it.
 Cancelling ``run`` always ends it: its waits are ``asyncio.timeout`` blocks, never
 ``asyncio.wait_for`` (see ``consul_client``).
 """
@@ -109,6 +114,12 @@ class Chore(enum.Enum):
     VERIFY = "verify"
 
 
+class ChoreResult(enum.Enum):
+    DONE = "done"
+    LOST = "lost"  # the agent turned out not to know the service
+    SKIPPED = "skipped"  # not performed: deregister() or close() came first
+
+
 class RegistrationSchedule:
     """When each chore is next due; pure (times are monotonic seconds passed in)."""
 
@@ -184,12 +195,18 @@ class ConsulRegistration:
         self._client = ConsulClient(options)
         self._backoff = JitteredBackoff(backoff_base, backoff_cap, rng or random.Random())
         self._failing = False
-        self._stopped = asyncio.Event()
+        # Serialises writes to the agent: a chore's call, deregister(), register(), maintenance().
+        self._lock = asyncio.Lock()
+        self._closing = asyncio.Event()
 
     async def register(self) -> None:
-        """Register (or update) the service now; raises ``DiscoveryError`` on failure."""
-        self._stopped.clear()
-        await self._client.register_service(self.payload)
+        """Register (or update) the service now, also after ``deregister()``.
+
+        Raises ``DiscoveryError`` on failure.
+        """
+        async with self._lock:
+            self._closing.clear()
+            await self._client.register_service(self.payload)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -197,15 +214,20 @@ class ConsulRegistration:
         schedule = RegistrationSchedule(
             report_every=report_every, verify_every=self._verify_interval, now=loop.time()
         )
-        while not self._stopped.is_set():
+        while not self._closing.is_set():
             try:
                 for chore in schedule.due(loop.time()):
-                    if await self._do(chore):
+                    result = await self._perform(chore)
+                    if result is ChoreResult.SKIPPED:
+                        return
+                    if result is ChoreResult.DONE:
                         schedule.done(chore, loop.time())
                     else:
                         log.info("consul agent lost service %r; registering again", self.service_id)
                         schedule.lost(loop.time())
             except DiscoveryError as exc:
+                if self._closing.is_set():
+                    return  # a failure seen while shutting down is no outage worth a warning
                 self._outage(str(exc))
                 await self._pause(self._backoff.next())
                 continue
@@ -214,28 +236,43 @@ class ConsulRegistration:
 
     async def maintenance(self, enable: bool, reason: str) -> None:
         """Put the service in (or take it out of) Consul maintenance mode."""
-        if not await self._client.service_maintenance(self.service_id, enable, reason):
+        # After a registration under way, which would otherwise clear the maintenance check
+        async with self._lock:
+            known = await self._client.service_maintenance(self.service_id, enable, reason)
+        if not known:
             raise DiscoveryError(f"consul agent does not know service {self.service_id!r}")
 
     async def deregister(self) -> None:
-        """Remove the service from the agent and end ``run``; unknown ids are not an error."""
-        self._stopped.set()
-        await self._client.deregister_service(self.service_id)
+        """Remove the service from the agent and end ``run``; unknown ids are not an error.
+
+        A chore already talking to the agent finishes first, so this is the last write.
+        """
+        self._closing.set()
+        if self._lock.locked():
+            log.info("deregistering %r after the consul call under way", self.service_id)
+        async with self._lock:
+            await self._client.deregister_service(self.service_id)
 
     async def close(self) -> None:
-        self._stopped.set()
+        """End ``run`` without deregistering; a call under way is not waited for."""
+        self._closing.set()
         await self._client.close()
 
-    async def _do(self, chore: Chore) -> bool:
-        """Perform ``chore``; False when the agent turned out not to know the service."""
-        if chore is Chore.REGISTER:
-            await self._client.register_service(self.payload)
-            log.info("registered %r with the consul agent", self.service_id)
-            return True
-        if chore is Chore.VERIFY:
-            return await self._client.agent_service(self.service_id) is not None
-        healthy, note = await self._probe_app()
-        return await self._client.update_ttl(self.check_id, passing=healthy, note=note)
+    async def _perform(self, chore: Chore) -> ChoreResult:
+        # The app probe runs outside the lock: a slow probe must not hold up deregister().
+        healthy, note = await self._probe_app() if chore is Chore.REPORT else (True, "")
+        async with self._lock:
+            if self._closing.is_set():
+                return ChoreResult.SKIPPED
+            if chore is Chore.REGISTER:
+                await self._client.register_service(self.payload)
+                log.info("registered %r with the consul agent", self.service_id)
+                return ChoreResult.DONE
+            if chore is Chore.VERIFY:
+                known = await self._client.agent_service(self.service_id) is not None
+            else:
+                known = await self._client.update_ttl(self.check_id, passing=healthy, note=note)
+        return ChoreResult.DONE if known else ChoreResult.LOST
 
     async def _probe_app(self) -> tuple[bool, str]:
         if self._app_health is None:
@@ -254,7 +291,7 @@ class ConsulRegistration:
         # Wakes early when deregister() or close() ends the loop.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(seconds):
-                await self._stopped.wait()
+                await self._closing.wait()
 
     def _outage(self, message: str) -> None:
         if not self._failing:

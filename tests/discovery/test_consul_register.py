@@ -6,10 +6,12 @@ import asyncio
 import json
 import logging
 import random
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 
 from discovery.consul import (
     ConsulClientOptions,
@@ -26,11 +28,46 @@ from tests.discovery.waiting import eventually, running
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "consul"
 REGISTER = "/v1/agent/service/register"
+DEREGISTER = "/v1/agent/service/deregister/"
 SECRET = "4b1d-read-only-secret"
 
 
 def documented_request() -> dict[str, Any]:
     return json.loads((FIXTURES / "agent-service-register.request.json").read_text())
+
+
+class HeldRegistrations(ConsulDouble):
+    """The agent double, holding each registration while ``holding`` until ``release()``.
+
+    A held registration is recorded on arrival and applied only once released, as a slow agent
+    would apply it after requests that arrive in the meantime.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.holding = False
+        self.held = 0  # registrations held so far
+        self._released = asyncio.Event()
+
+    def release(self) -> None:
+        self.holding = False
+        self._released.set()
+
+    async def stop(self) -> None:
+        self.release()
+        await super().stop()
+
+    async def _register(self, request: web.Request) -> web.Response:
+        if self.holding:
+            self.held += 1
+            await self._released.wait()
+        return await super()._register(request)
+
+
+@pytest.fixture
+async def held_double() -> AsyncIterator[HeldRegistrations]:
+    async with HeldRegistrations() as double:
+        yield double
 
 
 def registration(double: ConsulDouble, **kwargs: Any) -> ConsulRegistration:
@@ -247,3 +284,100 @@ async def test_a_token_without_write_permission_is_refused_without_leaking_it(
     assert SECRET not in caplog.text
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "Permission denied" in warnings[0].getMessage()
+
+
+# -- shutting down while a chore talks to the agent ----------------------------------------------
+
+
+def paths_after(double: ConsulDouble, path_prefix: str) -> list[str]:
+    """The paths of the requests that arrived after the first one under ``path_prefix``."""
+    paths = [r.path for r in double.requests]
+    first = next(i for i, p in enumerate(paths) if p.startswith(path_prefix))
+    return paths[first + 1 :]
+
+
+async def run_reregisters_at_start(
+    double: HeldRegistrations, reg: ConsulRegistration
+) -> asyncio.Task[None]:
+    await reg.register()  # as the sidecar does before starting run()
+    double.holding = True
+    return asyncio.create_task(reg.run())
+
+
+async def agent_forgets_the_service(
+    double: HeldRegistrations, reg: ConsulRegistration
+) -> asyncio.Task[None]:
+    run = asyncio.create_task(reg.run())
+    await eventually(lambda: double.local_service(reg.service_id) is not None)
+    double.holding = True
+    double.restart_agent()
+    return run
+
+
+Setup = Callable[[HeldRegistrations, ConsulRegistration], Awaitable[asyncio.Task[None]]]
+
+
+@pytest.mark.parametrize("setup", [run_reregisters_at_start, agent_forgets_the_service])
+async def test_deregister_during_a_registration_is_the_last_word(
+    held_double: HeldRegistrations, caplog: pytest.LogCaptureFixture, setup: Setup
+) -> None:
+    caplog.set_level(logging.INFO, logger="discovery")
+    reg = registration(held_double)  # a TTL check: a report is due right after registering
+    run = await setup(held_double, reg)
+    try:
+        await eventually(lambda: held_double.held == 1)
+        assert held_double.requests_to(DEREGISTER) == []
+        deregistering = asyncio.create_task(reg.deregister())
+        # Release only once deregister() has either reached the agent (nothing makes it wait
+        # for the registration under way) or said it waits for that registration.
+        await eventually(
+            lambda: (
+                bool(held_double.requests_to(DEREGISTER)) or "after the consul call" in caplog.text
+            )
+        )
+        held_double.release()
+        async with asyncio.timeout(2.0):
+            await deregistering
+            await run
+    finally:
+        run.cancel()
+    assert held_double.local_service(reg.service_id) is None
+    assert held_double.local_check(reg.check_id) is None
+    assert len(held_double.requests_to(DEREGISTER)) == 1
+    assert paths_after(held_double, DEREGISTER) == []  # no chore after deregistration
+
+
+async def test_close_during_a_registration_ends_run_without_further_chores(
+    held_double: HeldRegistrations,
+) -> None:
+    reg = registration(held_double)
+    held_double.holding = True
+    run = asyncio.create_task(reg.run())
+    try:
+        await eventually(lambda: held_double.held == 1)
+        await reg.close()
+        held_double.release()
+        async with asyncio.timeout(2.0):
+            await run
+    finally:
+        run.cancel()
+    # the registration under way completes; the TTL report due right after it is not sent
+    assert held_double.local_service(reg.service_id) is not None
+    assert [r.path for r in held_double.requests] == [REGISTER]
+
+
+async def test_run_after_deregister_performs_no_chore(consul_double: ConsulDouble) -> None:
+    reg = registration(consul_double)
+    await reg.deregister()
+    async with asyncio.timeout(1.0):
+        await reg.run()
+    assert [r.path for r in consul_double.requests] == [DEREGISTER + reg.service_id]
+
+
+async def test_register_after_deregister_lets_run_work_again(consul_double: ConsulDouble) -> None:
+    reg = registration(consul_double)
+    await reg.deregister()
+    await reg.register()
+    async with running(reg):
+        await consul_double.wait_requests(1, "/v1/agent/check/pass/")
+    assert consul_double.local_service(reg.service_id) is not None
