@@ -1,20 +1,35 @@
 """Per-request Prometheus metrics of one sidecar, on its private ``CollectorRegistry``.
 
-Only figures that change per request or per decision are Counters and Histograms here;
-state (breakers, ejections, health, discovery, budgets) is read at scrape time by
-``sidecar.telemetry.state_metrics``. Labelled children are looked up once and cached, so
-the hot path is a dict lookup and an ``inc``/``observe``.
+Only figures that change per request or per decision live here; state (breakers, ejections,
+health, discovery, budgets) is read at scrape time by ``sidecar.telemetry.state_metrics``.
+
+The request path runs on one asyncio loop thread, so the counters and histograms here are
+plain accumulators with no locks: a counter child adds to a float, a histogram child bumps
+one bucket found by ``bisect`` and adds to its sum. Everything else — cumulative buckets,
+``_count``, the Prometheus families — is built by ``RequestCollector`` when ``/metrics`` is
+scraped. Labelled children are created on first use and cached, so the hot path is a dict
+lookup and an ``inc``/``observe``. The span-export counters are the one exception: the OTLP
+exporter reports them from its own thread, so they take a lock (once per export batch).
 
 Invariants: label values are bounded — listener names, cluster names, endpoint ids of
 current or past members, fixed outcome/reason vocabularies and code classes; never paths,
-request ids or raw status codes.
+request ids or raw status codes. The exposition (names, HELP, TYPE, labels, ``_total``,
+cumulative ``_bucket`` with ``+Inf``, ``_count``, ``_sum``) is that of prometheus_client's
+own Counter and Histogram, minus their ``_created`` samples.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import threading
+from bisect import bisect_left
+from collections.abc import Callable, Iterator
+from itertools import accumulate
+from typing import Generic, TypeVar
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 LATENCY_BUCKETS = (
     0.0005,
@@ -42,25 +57,166 @@ def code_class(status: int) -> str:
     return CODE_CLASSES[index] if 0 < index < len(CODE_CLASSES) else "none"
 
 
-class Children(dict[tuple[str, ...], Any]):
-    """Labelled children of one metric, created on first use."""
+class CounterChild:
+    """One labelled series of a counter."""
 
-    def __init__(self, metric: Counter | Histogram) -> None:
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = 0.0
+
+    def inc(self, amount: float = 1.0) -> None:
+        self.value += amount
+
+
+class SharedCounterChild(CounterChild):
+    """A counter series incremented from another thread than the loop's."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
         super().__init__()
-        self.metric = metric
+        self._lock = threading.Lock()
 
-    def __missing__(self, key: tuple[str, ...]) -> Any:
-        child = self[key] = self.metric.labels(*key)
+    def inc(self, amount: float = 1.0) -> None:
+        with self._lock:
+            self.value += amount
+
+
+class HistogramChild:
+    """One labelled series of a histogram: per-bucket (not cumulative) counts and a sum.
+
+    ``counts[i]`` holds the observations ``<= bounds[i]`` and ``> bounds[i - 1]``; the last
+    slot holds those above every bound (the ``+Inf`` bucket's share).
+    """
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        # bisect_left: a value equal to a bound belongs to that bound's bucket (le is <=).
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+    @property
+    def count(self) -> int:
+        return sum(self.counts)
+
+
+C = TypeVar("C")
+
+
+class Children(dict[tuple[str, ...], C], Generic[C]):
+    """Labelled children of one metric, keyed by label values, created on first use."""
+
+    def __init__(self, make: Callable[[], C], arity: int) -> None:
+        super().__init__()
+        self._make = make
+        self._arity = arity
+
+    def __missing__(self, key: tuple[str, ...]) -> C:
+        if len(key) != self._arity:
+            raise ValueError(f"expected {self._arity} label values, got {key!r}")
+        child = self[key] = self._make()
         return child
+
+
+class CounterFamily:
+    """A counter's name, help and label names, and its children."""
+
+    def __init__(
+        self,
+        name: str,
+        doc: str,
+        labels: tuple[str, ...] = (),
+        make: Callable[[], CounterChild] = CounterChild,
+    ) -> None:
+        self.name = name
+        self.doc = doc
+        self.labels = labels
+        self.children: Children[CounterChild] = Children(make, len(labels))
+        if not labels:
+            self.children[()]  # an unlabelled counter is exported (as 0) from the start
+
+    def inc(self, amount: float = 1.0) -> None:
+        """Count on an unlabelled counter (a labelled one refuses: no label values)."""
+        self.children[()].inc(amount)
+
+    def describe(self) -> Metric:
+        return CounterMetricFamily(self.name, self.doc, labels=self.labels)
+
+    def export(self) -> Metric:
+        family = CounterMetricFamily(self.name, self.doc, labels=self.labels)
+        for key, child in list(self.children.items()):
+            family.add_metric(key, child.value)
+        return family
+
+
+class HistogramFamily:
+    """A histogram's name, help, label names and bucket bounds, and its children."""
+
+    def __init__(
+        self, name: str, doc: str, labels: tuple[str, ...], bounds: tuple[float, ...]
+    ) -> None:
+        self.name = name
+        self.doc = doc
+        self.labels = labels
+        self.bounds = bounds
+        self._le = [floatToGoString(b) for b in bounds] + ["+Inf"]
+        self.children: Children[HistogramChild] = Children(
+            lambda: HistogramChild(bounds), len(labels)
+        )
+
+    def describe(self) -> Metric:
+        return HistogramMetricFamily(self.name, self.doc, labels=self.labels)
+
+    def export(self) -> Metric:
+        family = HistogramMetricFamily(self.name, self.doc, labels=self.labels)
+        for key, child in list(self.children.items()):
+            cumulative = accumulate(child.counts)
+            buckets = [(le, float(n)) for le, n in zip(self._le, cumulative, strict=True)]
+            family.add_metric(key, buckets, child.sum)
+        return family
+
+
+class RequestCollector(Collector):
+    """Exports the families' accumulated values when the registry is scraped."""
+
+    def __init__(self, families: list[CounterFamily | HistogramFamily]) -> None:
+        self._families = families
+
+    def describe(self) -> Iterator[Metric]:
+        # Lets the registry refuse a clashing name even with auto_describe off.
+        for family in self._families:
+            yield family.describe()
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self._families:
+            yield family.export()
 
 
 class RequestMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
-        def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
-            return Counter(name, doc, labels, registry=registry)
+        families: list[CounterFamily | HistogramFamily] = []
 
-        def histogram(name: str, doc: str, labels: tuple[str, ...]) -> Histogram:
-            return Histogram(name, doc, labels, buckets=LATENCY_BUCKETS, registry=registry)
+        def counter(
+            name: str,
+            doc: str,
+            labels: tuple[str, ...] = (),
+            make: Callable[[], CounterChild] = CounterChild,
+        ) -> CounterFamily:
+            family = CounterFamily(name, doc, labels, make)
+            families.append(family)
+            return family
+
+        def histogram(name: str, doc: str, labels: tuple[str, ...]) -> HistogramFamily:
+            family = HistogramFamily(name, doc, labels, LATENCY_BUCKETS)
+            families.append(family)
+            return family
 
         self.downstream_requests_metric = counter(
             "pilotfish_downstream_requests",
@@ -121,6 +277,7 @@ class RequestMetrics:
             "pilotfish_trace_export_spans",
             "Spans handed to the OTLP exporter, by result.",
             ("result",),
+            SharedCounterChild,
         )
         self.trace_dropped_metric = counter(
             "pilotfish_trace_spans_dropped", "Spans dropped because the export queue was full."
@@ -130,26 +287,24 @@ class RequestMetrics:
             "Internal errors of the telemetry hooks (the request went on regardless).",
         )
 
-        self.downstream_requests = Children(self.downstream_requests_metric)
-        self.downstream_duration = Children(self.downstream_duration_metric)
-        self.attempts = Children(self.attempts_metric)
-        self.attempt_duration = Children(self.attempt_duration_metric)
-        self.retries = Children(self.retries_metric)
-        self.budget_exhausted = Children(self.budget_exhausted_metric)
-        self.timeouts = Children(self.timeouts_metric)
-        self.connect_failures = Children(self.connect_failures_metric)
-        self.breaker_rejections = Children(self.breaker_rejections_metric)
-        self.ring_hash_fallbacks = Children(self.ring_hash_fallbacks_metric)
-        self.ejections = Children(self.ejections_metric)
-        self.spans_exported = self.trace_spans_metric.labels("exported")
-        self.spans_failed = self.trace_spans_metric.labels("failed")
+        self.downstream_requests = self.downstream_requests_metric.children
+        self.downstream_duration = self.downstream_duration_metric.children
+        self.attempts = self.attempts_metric.children
+        self.attempt_duration = self.attempt_duration_metric.children
+        self.retries = self.retries_metric.children
+        self.budget_exhausted = self.budget_exhausted_metric.children
+        self.timeouts = self.timeouts_metric.children
+        self.connect_failures = self.connect_failures_metric.children
+        self.breaker_rejections = self.breaker_rejections_metric.children
+        self.ring_hash_fallbacks = self.ring_hash_fallbacks_metric.children
+        self.ejections = self.ejections_metric.children
+        self.spans_exported = self.trace_spans_metric.children[("exported",)]
+        self.spans_failed = self.trace_spans_metric.children[("failed",)]
+
+        self.collector = RequestCollector(families)
+        registry.register(self.collector)
 
 
-def counter_values(metric: Counter) -> dict[tuple[str, ...], float]:
+def counter_values(metric: CounterFamily) -> dict[tuple[str, ...], float]:
     """Current totals of a labelled counter, by label values (for the live admin page)."""
-    out: dict[tuple[str, ...], float] = {}
-    for family in metric.collect():
-        for sample in family.samples:
-            if sample.name.endswith("_total"):
-                out[tuple(sample.labels.values())] = sample.value
-    return out
+    return {key: child.value for key, child in list(metric.children.items())}
