@@ -160,11 +160,15 @@ class EndpointBreaker:
 
     def admits(self) -> bool:
         """Whether ``try_acquire()`` would grant a permit now."""
+        if self._storage.state == pybreaker.STATE_CLOSED:  # the common case, read directly
+            return True
         state = self.state
         return state == "closed" or (state == "half_open" and not self._trial_out)
 
     def try_acquire(self) -> Permit | None:
         """A permit for one attempt, or None when the circuit refuses it."""
+        if self._storage.state == pybreaker.STATE_CLOSED:
+            return Permit(self, self._epochs.epoch, trial=False)
         state = self.state
         if state == "closed":
             return Permit(self, self._epochs.epoch, trial=False)

@@ -144,8 +144,8 @@ class OutlierDetector:
 
     def is_ejected(self, id: Hashable) -> bool:
         rec = self._records.get(id)
-        if rec is None:
-            return False
+        if rec is None or rec.ejected_until is None:
+            return False  # time only ever ends an ejection, so nothing to settle
         self._settle(rec, self._clock.now())
         return rec.ejected_until is not None
 

@@ -14,6 +14,8 @@ from multidict import CIMultiDict
 from resilience.outcome import Outcome
 
 if TYPE_CHECKING:
+    import asyncio
+
     from resilience.deadline import Deadline
     from sidecar.cluster import Cluster, EndpointState
     from sidecar.telemetry.observer import Observer
@@ -38,12 +40,23 @@ class Exchange:
         "request_id",
         "span",
         "status",
+        "task",
         "tried",
     )
 
-    def __init__(self, method: str, path: str, headers: CIMultiDict[str], body: Any,
-                 replayable: bool, client_ip: str, request_id: str, cluster: Cluster,
-                 observer: Observer, span: Any = None) -> None:
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        headers: CIMultiDict[str],
+        body: Any,
+        replayable: bool,
+        client_ip: str,
+        request_id: str,
+        cluster: Cluster,
+        observer: Observer,
+        span: Any = None,
+    ) -> None:
         self.method = method
         self.path = path  # path + query as sent upstream
         self.headers = headers  # upstream request headers, already filtered
@@ -62,6 +75,7 @@ class Exchange:
         self.flags = ""  # Envoy response flags: UH, UF, UT, UO, URX, ...
         self.observer = observer
         self.span = span  # the observer's per-request context
+        self.task: asyncio.Task[Any] | None = None  # the task serving it, for timeouts
 
     def add_flag(self, flag: str) -> None:
         if flag not in self.flags.split(","):

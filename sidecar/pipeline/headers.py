@@ -11,12 +11,21 @@ from collections.abc import Iterable, Mapping
 
 from multidict import CIMultiDict, CIMultiDictProxy, istr
 
-HOP_BY_HOP = frozenset((
-    "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
-    "upgrade", "proxy-authenticate", "proxy-authorization",
-    # The sidecar answers Expect itself (aiohttp sends 100 Continue), so it is not forwarded.
-    "expect",
-))
+HOP_BY_HOP = frozenset(
+    (
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-authenticate",
+        "proxy-authorization",
+        # The sidecar answers Expect itself (aiohttp sends 100 Continue), so it is not forwarded.
+        "expect",
+    )
+)
 _CONNECTION = istr("Connection")
 
 
@@ -28,8 +37,9 @@ class HeaderRules:
         self.remove = frozenset(h.lower() for h in remove)
 
 
-def forwardable(headers: CIMultiDictProxy[str] | CIMultiDict[str],
-                rules: HeaderRules | None = None) -> CIMultiDict[str]:
+def forwardable(
+    headers: CIMultiDictProxy[str] | CIMultiDict[str], rules: HeaderRules | None = None
+) -> CIMultiDict[str]:
     """A copy of ``headers`` without hop-by-hop fields, with config rules applied."""
     drop = HOP_BY_HOP
     connection = headers.get(_CONNECTION)

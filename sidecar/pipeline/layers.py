@@ -22,9 +22,16 @@ from sidecar.pipeline.errors import (
     UpstreamTimeout,
 )
 from sidecar.pipeline.exchange import Exchange
+from sidecar.pipeline.timeouts import TimeoutQueues
 from sidecar.transport.base import UpstreamResponse
 
 Handler = Callable[[Exchange], Awaitable[UpstreamResponse]]
+
+
+def _current_task() -> asyncio.Task[object]:
+    task = asyncio.current_task()
+    assert task is not None, "the pipeline runs inside a task"
+    return task
 
 
 class BreakerRejected(ProxyError):
@@ -36,21 +43,34 @@ class BreakerRejected(ProxyError):
 class DeadlineLayer:
     """The total timeout: covers every attempt and backoff of one request."""
 
-    def __init__(self, inner: Handler, clock: Clock) -> None:
+    def __init__(self, inner: Handler, clock: Clock, timeouts: TimeoutQueues) -> None:
         self.inner = inner
         self.clock = clock
+        self.timeouts = timeouts
 
     async def __call__(self, ex: Exchange) -> UpstreamResponse:
         total = ex.cluster.total_timeout
         if not total:
             return await self.inner(ex)
         ex.deadline = Deadline(self.clock, total)
+        task = ex.task
+        if task is None:
+            task = ex.task = _current_task()
+        ticket = self.timeouts.arm(total, task)
         try:
-            async with asyncio.timeout(total):
-                return await self.inner(ex)
-        except TimeoutError:
-            ex.outcome = Outcome.TIMEOUT
-            raise DeadlineExceeded(f"no answer within the total timeout of {total:g}s") from None
+            resp = await self.inner(ex)
+        except asyncio.CancelledError:
+            if ticket.settle(cancelled=True):
+                ex.outcome = Outcome.TIMEOUT
+                raise DeadlineExceeded(
+                    f"no answer within the total timeout of {total:g}s"
+                ) from None
+            raise
+        except BaseException:
+            ticket.settle(cancelled=False)
+            raise
+        ticket.settle(cancelled=False)
+        return resp
 
 
 class RetryLayer:
@@ -182,8 +202,9 @@ class EndpointLayer:
 class PerTryTimeoutLayer:
     """Bounds one attempt by min(per_try_timeout, time left before the deadline)."""
 
-    def __init__(self, inner: Handler) -> None:
+    def __init__(self, inner: Handler, timeouts: TimeoutQueues) -> None:
         self.inner = inner
+        self.timeouts = timeouts
 
     async def __call__(self, ex: Exchange) -> UpstreamResponse:
         per_try = ex.cluster.per_try_timeout
@@ -192,12 +213,19 @@ class PerTryTimeoutLayer:
             # would race it; left to the deadline's own timer, the try is cancelled, answered
             # deadline_exceeded, and (cancelled) says nothing of the endpoint.
             return await self.inner(ex)
+        ticket = self.timeouts.arm(per_try, ex.task or _current_task())
         try:
-            async with asyncio.timeout(per_try):
-                return await self.inner(ex)
-        except TimeoutError:
-            where = ex.endpoint.id if ex.endpoint else "?"
-            raise UpstreamTimeout(f"{where} did not answer within {per_try:g}s") from None
+            resp = await self.inner(ex)
+        except asyncio.CancelledError:
+            if ticket.settle(cancelled=True):
+                where = ex.endpoint.id if ex.endpoint else "?"
+                raise UpstreamTimeout(f"{where} did not answer within {per_try:g}s") from None
+            raise
+        except BaseException:
+            ticket.settle(cancelled=False)
+            raise
+        ticket.settle(cancelled=False)
+        return resp
 
 
 class TransportLayer:

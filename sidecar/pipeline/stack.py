@@ -18,17 +18,19 @@ from sidecar.pipeline.layers import (
     RetryLayer,
     TransportLayer,
 )
+from sidecar.pipeline.timeouts import TimeoutQueues
 
 LAYER_ORDER = ("deadline", "retry", "pick", "endpoint", "per_try_timeout", "transport")
 
 
 def build_stack(*, clock: Clock, rng: random.Random) -> Handler:
+    timeouts = TimeoutQueues()
     handler: Handler = TransportLayer()
-    handler = PerTryTimeoutLayer(handler)
+    handler = PerTryTimeoutLayer(handler, timeouts)
     handler = EndpointLayer(handler)
     handler = PickLayer(handler)
     handler = RetryLayer(handler, rng)
-    handler = DeadlineLayer(handler, clock)
+    handler = DeadlineLayer(handler, clock, timeouts)
     return handler
 
 

@@ -47,12 +47,37 @@ from sidecar.telemetry.span_export import (
 
 if TYPE_CHECKING:
     from aiohttp import web
+    from multidict import CIMultiDict
 
     from sidecar.cluster import EndpointState
     from sidecar.pipeline.exchange import Exchange
 
 DEFAULT_MAX_QUEUE = 2048
 _ERROR = Status(StatusCode.ERROR)
+
+
+class _PresetIds(RandomIdGenerator):
+    """Random ids, except a trace id drawn (and sampled) just before is handed out once."""
+
+    def __init__(self) -> None:
+        self.preset: int | None = None
+
+    def generate_trace_id(self) -> int:
+        preset = self.preset
+        if preset is not None:
+            self.preset = None
+            return preset
+        return super().generate_trace_id()
+
+
+def _inject(headers: CIMultiDict[str], sc: SpanContext) -> None:
+    """W3C Trace Context headers naming ``sc``: what ``TraceContextTextMapPropagator.inject``
+    writes, without building a Context per attempt."""
+    if not sc.is_valid:
+        return
+    headers["traceparent"] = f"00-{sc.trace_id:032x}-{sc.span_id:016x}-{sc.trace_flags:02x}"
+    if sc.trace_state:
+        headers["tracestate"] = sc.trace_state.to_header()
 
 
 class Tracing:
@@ -66,10 +91,12 @@ class Tracing:
         version: str = "",
     ) -> None:
         resource = Resource.create({SERVICE_NAME: config.service_name or service_name})
+        self._ids = _PresetIds()
         self.provider = TracerProvider(
             sampler=build_sampler(config.sampler, config.sampler_arg),
             resource=resource,
             shutdown_on_exit=False,
+            id_generator=self._ids,
         )
         self.exporting = config.endpoint is not None
         if config.endpoint is not None:
@@ -92,7 +119,6 @@ class Tracing:
         self._always_off = config.sampler == "always_off"
         self._parent_based = config.sampler.startswith("parentbased_")
         self.propagator = TraceContextTextMapPropagator()
-        self._ids = RandomIdGenerator()
 
     # -- spans that record nothing -------------------------------------------------------
 
@@ -108,12 +134,15 @@ class Tracing:
         )
         trace_id = remote.trace_id if remote.is_valid else self._ids.generate_trace_id()
         result = self.sampler.should_sample(parent, trace_id, name, SpanKind.SERVER)
-        sampled = TraceFlags.SAMPLED if result.decision.is_sampled() else TraceFlags.DEFAULT
+        flags = TraceFlags.SAMPLED if result.decision.is_sampled() else TraceFlags.DEFAULT
+        # As the SDK marks its spans: our root ids are random; a parent's say what they are.
+        if not remote.is_valid or remote.trace_flags.random_trace_id:
+            flags |= TraceFlags.RANDOM_TRACE_ID
         context = SpanContext(
             trace_id,
             self._ids.generate_span_id(),
             is_remote=False,
-            trace_flags=TraceFlags(sampled),
+            trace_flags=TraceFlags(flags),
             trace_state=result.trace_state,
         )
         return NonRecordingSpan(context)
@@ -151,7 +180,18 @@ class Tracing:
         name = semconv.span_name(request.method)
         if not self.exporting or self._dropped(parent):
             return self._unrecorded(name, parent)
-        span = self.tracer.start_span(name, context=parent, kind=SpanKind.SERVER)
+        # Sample first, cheaply: most requests are not sampled and need no SDK span. A
+        # sampled one is started by the SDK with the same trace id, so its sampler (a
+        # function of the parent and the trace id) decides the same way.
+        unrecorded = self._unrecorded(name, parent)
+        sc = unrecorded.get_span_context()
+        if not sc.trace_flags.sampled:
+            return unrecorded
+        self._ids.preset = sc.trace_id
+        try:
+            span = self.tracer.start_span(name, context=parent, kind=SpanKind.SERVER)
+        finally:
+            self._ids.preset = None
         if span.is_recording():
             transport = request.transport
             peer = transport.get_extra_info("peername") if transport is not None else None
@@ -214,7 +254,7 @@ class Tracing:
                 )
             )
         # A fresh traceparent per attempt: the next hop's SERVER span is this span's child.
-        self.propagator.inject(ex.headers, context=set_span_in_context(span))
+        _inject(ex.headers, span.get_span_context())
         return span
 
     def end_client(

@@ -453,3 +453,32 @@ async def test_a_failing_hook_is_counted_and_the_request_goes_on(
     labels = {"listener": "upstream:api", "code_class": "2xx"}
     assert metrics.value("pilotfish_downstream_requests_total", **labels) == 2
     assert metrics.value("pilotfish_downstream_requests_in_flight", listener="upstream:api") == 0
+
+
+async def test_a_ratio_sampler_exports_exactly_the_requests_it_marks_sampled(
+    otlp, backends, sidecar_factory, client
+):
+    # The sampling decision is taken once, cheaply, before any SDK span exists; a sampled
+    # request's SDK span must carry the same trace id, so the SDK's own sampler agrees.
+    (backend,) = await backends(1)
+    sc = await sidecar_factory(
+        config_yaml(
+            [{"name": "api", "discovery": {"static": [backend.address]}}],
+            tracing=tracing(otlp, "svc", sampler="traceidratio", sampler_arg=0.5),
+        )
+    )
+    for _ in range(60):
+        async with client.get(url(sc, "upstream:api", "/")) as r:
+            assert r.status == 200
+    assert await sc.observer.flush()
+    sent = [req["headers"]["traceparent"].split("-") for req in backend.requests]
+    sampled = {trace_id for _, trace_id, _, flags in sent if int(flags, 16) & 1}
+    unsampled = {trace_id for _, trace_id, _, flags in sent if not int(flags, 16) & 1}
+    # Root trace ids are random, and every hop says so (W3C trace-flags bit 0x02).
+    assert {int(flags, 16) & 2 for *_, flags in sent} == {2}
+    bound = round(0.5 * (1 << 64))
+    assert 0 < len(sampled) < 60 and len(sampled) + len(unsampled) == 60
+    assert all(int(t, 16) & ((1 << 64) - 1) < bound for t in sampled)
+    assert all(int(t, 16) & ((1 << 64) - 1) >= bound for t in unsampled)
+    servers = {s.trace_id for s in otlp.spans if s.kind == SERVER}
+    assert servers == sampled
