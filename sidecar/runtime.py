@@ -7,6 +7,7 @@ a second signal stops at once.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -14,6 +15,9 @@ from collections.abc import Awaitable, Callable
 
 from sidecar.app import Sidecar
 from sidecar.config.schema import Config
+
+# Allocations (net of frees) between young-generation collections; CPython's default is 700.
+GC_THRESHOLD = 10_000
 
 
 def configure_logging(level: str) -> None:
@@ -41,6 +45,7 @@ async def serve(config: Config) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         await sidecar.start()
+        settle_garbage_collector()
         await stop.wait()
         for sig in signals:  # a second signal ends the drain at once
             loop.add_signal_handler(sig, _exit_now)
@@ -50,6 +55,17 @@ async def serve(config: Config) -> int:
         for sig in signals:
             loop.remove_signal_handler(sig)
     return 0
+
+
+def settle_garbage_collector() -> None:
+    """Start-up is done: what exists now (modules, config, the SDKs) lives as long as the
+    process, so the cyclic collector stops scanning it (``gc.freeze``), and collects young
+    objects less often. Without this a full collection walked every start-up object every
+    few hundred requests, a cost the profile showed spread over whatever allocated next.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def _exit_now() -> None:
