@@ -9,7 +9,7 @@ the success path.
 
 from __future__ import annotations
 
-import os
+import random
 from collections.abc import Callable
 
 from multidict import CIMultiDict
@@ -27,6 +27,8 @@ from sidecar.transport.base import UpstreamResponse
 
 SMALL_BODY = 64 * 1024  # answers up to this size are read whole and written in one go
 _NO_BODY_STATUSES = frozenset((204, 304))
+# Request ids need to be unique, not secret: a PRNG seeded from the OS, no syscall each.
+_request_ids = random.Random()
 
 
 class Route:
@@ -154,8 +156,7 @@ class ProxyHandler:
 
     async def _exchange(self, request: DownstreamRequest, route: Route, ctx: object) -> Exchange:
         headers = forwardable(request.headers, route.request_rules)
-        peer = request.transport.get_extra_info("peername") if request.transport else None
-        client_ip = peer[0] if peer else ""
+        client_ip = request.client_ip
         prior = headers.get("X-Forwarded-For")
         headers["X-Forwarded-For"] = f"{prior}, {client_ip}" if prior else client_ip
         headers.setdefault("X-Forwarded-Proto", self.scheme)
@@ -164,7 +165,7 @@ class ProxyHandler:
             headers.setdefault("X-Forwarded-Host", host)
         request_id = headers.get("x-request-id")
         if not request_id:
-            request_id = os.urandom(16).hex()
+            request_id = f"{_request_ids.getrandbits(128):032x}"
             headers["x-request-id"] = request_id
         if route.rewrite_host:
             headers["Host"] = route.rewrite_host

@@ -25,7 +25,7 @@ from http import HTTPStatus
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from sidecar.listener.body import BodyStream
+from sidecar.listener.body import EMPTY_BODY, BodyStream
 from sidecar.listener.request import HTTP10, HTTP11, DownstreamRequest, HttpVersion
 
 log = logging.getLogger("pilotfish.listener")
@@ -67,6 +67,7 @@ class H1Connection(asyncio.Protocol):
         self._headers: list[tuple[bytes, bytes]] = []
         self._header_bytes = 0
         self._body: BodyStream | None = None
+        self.client_ip = ""
         self._write_ready: asyncio.Future[None] | None = None
         # One keep-alive timer per connection, re-armed lazily: per request we only stamp
         # the time the connection went idle (no timer churn on the hot path).
@@ -83,6 +84,8 @@ class H1Connection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self.client_ip = peer[0] if peer else ""  # asked once: every request reads it
         self.server.connections.add(self)
         self.task = asyncio.get_running_loop().create_task(self._serve())
         self._arm_idle()
@@ -158,13 +161,14 @@ class H1Connection(asyncio.Protocol):
                 length = int(value)  # llhttp already rejected a malformed or repeated one
             elif lowered == "transfer-encoding":
                 chunked = True
-        version = (
-            HTTP11
-            if parser.get_http_version() == "1.1"
-            else (HTTP10 if parser.get_http_version() == "1.0" else HttpVersion(1, 0))
-        )
-        expect = headers.get("Expect", "").lower() == "100-continue" and version == HTTP11
-        body = BodyStream(self._pressure, self._send_continue if expect else None)
+        given = parser.get_http_version()
+        version = HTTP11 if given == "1.1" else (HTTP10 if given == "1.0" else HttpVersion(1, 0))
+        has_body = chunked or bool(length)
+        if has_body:
+            expect = headers.get("Expect", "").lower() == "100-continue" and version == HTTP11
+            body = self._body = BodyStream(self._pressure, self._send_continue if expect else None)
+        else:
+            body = EMPTY_BODY
         request = DownstreamRequest(
             parser.get_method().decode("ascii"),
             self._url.decode("utf-8", "surrogateescape"),
@@ -173,12 +177,10 @@ class H1Connection(asyncio.Protocol):
             self.transport,
             body,
             length,
-            chunked or bool(length),
+            has_body,
             parser.should_keep_alive() and not self.closing,
+            self.client_ip,
         )
-        self._body = body
-        if not request.has_body:
-            body.feed_eof()
         self.queue.append(request)
         if self.wakeup is not None and not self.wakeup.done():
             self.wakeup.set_result(None)

@@ -27,6 +27,7 @@ HTTP10 = HttpVersion(1, 0)
 
 class DownstreamRequest:
     __slots__ = (
+        "client_ip",
         "content",
         "content_length",
         "has_body",
@@ -49,6 +50,7 @@ class DownstreamRequest:
         content_length: int | None,
         has_body: bool,
         keep_alive: bool,
+        client_ip: str = "",
     ) -> None:
         self.method = method
         self.raw_path = raw_path
@@ -59,6 +61,7 @@ class DownstreamRequest:
         self.content_length = content_length
         self.has_body = has_body
         self.keep_alive = keep_alive
+        self.client_ip = client_ip  # the peer's address; "" when unknown
 
     @property
     def body_exists(self) -> bool:

@@ -22,11 +22,13 @@ HOP_BY_HOP = frozenset(
         "upgrade",
         "proxy-authenticate",
         "proxy-authorization",
-        # The sidecar answers Expect itself (aiohttp sends 100 Continue), so it is not forwarded.
+        # The sidecar answers Expect itself (its listener sends 100 Continue), so it is not
+        # forwarded.
         "expect",
     )
 )
 _CONNECTION = istr("Connection")
+_HOP_BY_HOP_KEYS = tuple(istr(name) for name in sorted(HOP_BY_HOP))
 
 
 class HeaderRules:
@@ -41,17 +43,22 @@ def forwardable(
     headers: CIMultiDictProxy[str] | CIMultiDict[str], rules: HeaderRules | None = None
 ) -> CIMultiDict[str]:
     """A copy of ``headers`` without hop-by-hop fields, with config rules applied."""
-    drop = HOP_BY_HOP
-    connection = headers.get(_CONNECTION)
+    # Copy whole (in C), then delete what must go: a fixed number of lookups, where
+    # filtering field by field costs a lower-casing and an insert per field.
+    out: CIMultiDict[str] = CIMultiDict(headers)
+    connection = out.get(_CONNECTION)
     if connection:
-        drop = drop | {t.strip().lower() for t in connection.split(",") if t.strip()}
-    if rules is not None and rules.remove:
-        drop = drop | rules.remove
-    out: CIMultiDict[str] = CIMultiDict()
-    for name, value in headers.items():
-        if name.lower() not in drop:
-            out.add(name, value)
+        for token in connection.split(","):
+            token = token.strip()
+            if token:
+                out.popall(token, None)
+    for name in _HOP_BY_HOP_KEYS:
+        if name in out:
+            del out[name]
     if rules is not None:
+        for name in rules.remove:
+            if name in out:
+                del out[name]
         for name, value in rules.add:
             out[name] = value
     return out
