@@ -137,6 +137,7 @@ class ProxyHandler:
                 raise Overflow(f"cluster {cluster.name!r} has {limit} requests in flight")
             try:
                 ex = await self._exchange(request, route, ctx)
+                ex.task = out.task  # the connection's task serves the request: timeouts cancel it
                 holder.append(ex)
                 resp = await self.stack(ex)
                 status = resp.status

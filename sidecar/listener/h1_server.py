@@ -87,7 +87,8 @@ class H1Connection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.client_ip = peer[0] if peer else ""  # asked once: every request reads it
         self.server.connections.add(self)
-        self.task = asyncio.get_running_loop().create_task(self._serve())
+        self._loop = asyncio.get_running_loop()
+        self.task = self._loop.create_task(self._serve())
         self._arm_idle()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -307,11 +308,10 @@ class H1Connection(asyncio.Protocol):
             self.keep_alive = False
         if not self.keep_alive:
             headers["Connection"] = "close"
-        parts = [f"HTTP/1.1 {status} {reason or reason_of(status)}\r\n"]
-        for name, value in headers.items():
-            parts.append(f"{name}: {value}\r\n")
-        parts.append("\r\n")
-        return "".join(parts).encode("utf-8", "surrogateescape")
+        fields = "\r\n".join(map(": ".join, headers.items()))  # joined in C
+        end = "\r\n\r\n" if fields else "\r\n"
+        text = f"HTTP/1.1 {status} {reason or reason_of(status)}\r\n{fields}{end}"
+        return text.encode("utf-8", "surrogateescape")
 
     async def _write(self, data: bytes) -> None:
         transport = self.transport
@@ -350,7 +350,7 @@ class H1Connection(asyncio.Protocol):
         self._close()
 
     def _arm_idle(self) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         self._idle_since = loop.time()
         if self._idle is None:
             self._idle = loop.call_at(
