@@ -38,6 +38,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from sidecar.config.schema import TracingConfig
 from sidecar.telemetry import semconv
+from sidecar.telemetry.sampling import SamplingRule
 from sidecar.telemetry.span_export import (
     ExportCounts,
     build_sampler,
@@ -114,6 +115,7 @@ class Tracing:
             self.provider.add_span_processor(counting_pipeline(exporter, counts, queue, batch))
         self.tracer = self.provider.get_tracer("pilotfish", version)
         self.sampler = self.provider.sampler
+        self.rule = SamplingRule(config.sampler, config.sampler_arg)
         # Decisions known without the SDK: a drop-everything sampler, or a parent-based one
         # below a caller that did not sample.
         self._always_off = config.sampler == "always_off"
@@ -132,18 +134,19 @@ class Tracing:
             if parent is not None
             else INVALID_SPAN_CONTEXT
         )
-        trace_id = remote.trace_id if remote.is_valid else self._ids.generate_trace_id()
-        result = self.sampler.should_sample(parent, trace_id, name, SpanKind.SERVER)
-        flags = TraceFlags.SAMPLED if result.decision.is_sampled() else TraceFlags.DEFAULT
+        valid = remote.is_valid
+        trace_id = remote.trace_id if valid else self._ids.generate_trace_id()
+        sampled = self.rule.sampled(remote, trace_id)
+        flags = TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT
         # As the SDK marks its spans: our root ids are random; a parent's say what they are.
-        if not remote.is_valid or remote.trace_flags.random_trace_id:
+        if not valid or remote.trace_flags.random_trace_id:
             flags |= TraceFlags.RANDOM_TRACE_ID
         context = SpanContext(
             trace_id,
             self._ids.generate_span_id(),
             is_remote=False,
             trace_flags=TraceFlags(flags),
-            trace_state=result.trace_state,
+            trace_state=remote.trace_state if valid else None,
         )
         return NonRecordingSpan(context)
 
@@ -154,21 +157,6 @@ class Tracing:
             return False
         remote = get_current_span(parent).get_span_context()
         return remote.is_valid and not remote.trace_flags.sampled
-
-    def _unrecorded_child(self, parent: Span) -> Span:
-        """A child of a span that does not record does not either: every sampler offered
-        decides a local child as its parent was decided (parent-based ones by the parent's
-        flag, ratio ones by the same trace id, constant ones constantly), so no sampler call.
-        """
-        sc = parent.get_span_context()
-        context = SpanContext(
-            sc.trace_id,
-            self._ids.generate_span_id(),
-            is_remote=False,
-            trace_flags=sc.trace_flags,
-            trace_state=sc.trace_state,
-        )
-        return NonRecordingSpan(context)
 
     # -- SERVER spans ----------------------------------------------------------------
 
@@ -231,14 +219,30 @@ class Tracing:
 
     # -- CLIENT spans ----------------------------------------------------------------
 
-    def start_client(self, parent: Span | None, ex: Exchange, state: EndpointState) -> Span:
+    def start_client(
+        self, parent: Span | None, ex: Exchange, state: EndpointState
+    ) -> Span | None:
+        """The attempt's CLIENT span, and its ``traceparent`` on the request.
+
+        Below a SERVER span that does not record, the child would not either (every sampler
+        offered decides a local child as its parent was decided), so no span is made: only
+        the header, naming a fresh span id, goes to the next hop. Returns None then.
+        """
         if parent is not None and not parent.is_recording():
-            span = self._unrecorded_child(parent)
-        else:
-            context = set_span_in_context(parent) if parent is not None else None
-            span = self.tracer.start_span(
-                semconv.span_name(ex.method), context=context, kind=SpanKind.CLIENT
-            )
+            sc = parent.get_span_context()
+            if sc.is_valid:
+                headers = ex.headers
+                headers["traceparent"] = (
+                    f"00-{sc.trace_id:032x}-{self._ids.generate_span_id():016x}"
+                    f"-{sc.trace_flags:02x}"
+                )
+                if sc.trace_state:
+                    headers["tracestate"] = sc.trace_state.to_header()
+            return None
+        context = set_span_in_context(parent) if parent is not None else None
+        span = self.tracer.start_span(
+            semconv.span_name(ex.method), context=context, kind=SpanKind.CLIENT
+        )
         if self.exporting and span.is_recording():
             endpoint = state.endpoint
             span.set_attributes(
