@@ -74,8 +74,12 @@ class RetryBudget:
             self._slices.popleft()
 
     def _current_slice(self) -> list[int]:
-        self._expire()
-        index = self._slice_index()
-        if not self._slices or self._slices[-1][0] != index:
-            self._slices.append([index, 0, 0])
-        return self._slices[-1]
+        index = math.floor(self._clock.now() / self._slice_width)
+        slices = self._slices
+        if slices and slices[-1][0] == index:
+            return slices[-1]  # the common case: this slice exists, older ones expired before
+        oldest_kept = index - _SLICES + 1
+        while slices and slices[0][0] < oldest_kept:
+            slices.popleft()
+        slices.append([index, 0, 0])
+        return slices[-1]

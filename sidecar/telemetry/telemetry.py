@@ -187,12 +187,13 @@ class Telemetry:
             stats.duration.observe(elapsed)
             if ctx.pending is not None:
                 self._settle(ctx, "cancelled" if status == 0 else "timeout")
+            span = ctx.span
             flags = ""
-            if ctx.span is not None or self.access_log is not None:
+            if self.access_log is not None or (span is not None and span.is_recording()):
                 flags = response_flags(ex.flags if ex is not None else "", error)
-            if ctx.span is not None and self.tracing is not None:
+            if span is not None and self.tracing is not None:
                 _CURRENT.set(None)
-                self.tracing.end_server(ctx.span, status, error, ex, flags if flags != "-" else "")
+                self.tracing.end_server(span, status, error, ex, flags if flags != "-" else "")
             if self.access_log is not None:
                 self.access_log.write(
                     self._record(ctx, listener, request, ex, status, flags, elapsed, bytes_out)

@@ -54,6 +54,11 @@ if TYPE_CHECKING:
     from sidecar.pipeline.exchange import Exchange
 
 DEFAULT_MAX_QUEUE = 2048
+# By (sampled + 2 * random trace id): the four trace-flags values a span of ours can carry.
+_TRACE_FLAGS = tuple(
+    TraceFlags((TraceFlags.SAMPLED if i & 1 else 0) | (TraceFlags.RANDOM_TRACE_ID if i & 2 else 0))
+    for i in range(4)
+)
 _ERROR = Status(StatusCode.ERROR)
 
 
@@ -116,18 +121,14 @@ class Tracing:
         self.tracer = self.provider.get_tracer("pilotfish", version)
         self.sampler = self.provider.sampler
         self.rule = SamplingRule(config.sampler, config.sampler_arg)
-        # Decisions known without the SDK: a drop-everything sampler, or a parent-based one
-        # below a caller that did not sample.
-        self._always_off = config.sampler == "always_off"
-        self._parent_based = config.sampler.startswith("parentbased_")
         self.propagator = TraceContextTextMapPropagator()
 
     # -- spans that record nothing -------------------------------------------------------
 
-    def _unrecorded(self, name: str, parent: Context | None) -> Span:
-        """A SERVER span that nobody will receive (nothing is exported, or the sampler is
-        known to drop it): only its ids and sampled flag matter (they go to the next hop and
-        the access log), so the SDK span machinery is skipped.
+    def _unrecorded(self, parent: Context | None) -> Span:
+        """A SERVER span that records nothing: its ids and sampled flag, decided by the
+        sampling rule. Enough for every request nobody will receive (nothing is exported, or
+        the request is not sampled): the ids go to the next hop and the access log.
         """
         remote = (
             get_current_span(parent).get_span_context()
@@ -136,27 +137,17 @@ class Tracing:
         )
         valid = remote.is_valid
         trace_id = remote.trace_id if valid else self._ids.generate_trace_id()
-        sampled = self.rule.sampled(remote, trace_id)
-        flags = TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT
         # As the SDK marks its spans: our root ids are random; a parent's say what they are.
-        if not valid or remote.trace_flags.random_trace_id:
-            flags |= TraceFlags.RANDOM_TRACE_ID
+        random_id = not valid or remote.trace_flags.random_trace_id
+        flags = _TRACE_FLAGS[self.rule.sampled(remote, trace_id) + 2 * random_id]
         context = SpanContext(
             trace_id,
             self._ids.generate_span_id(),
             is_remote=False,
-            trace_flags=TraceFlags(flags),
+            trace_flags=flags,
             trace_state=remote.trace_state if valid else None,
         )
         return NonRecordingSpan(context)
-
-    def _dropped(self, parent: Context | None) -> bool:
-        if self._always_off:
-            return True
-        if not self._parent_based or parent is None:
-            return False
-        remote = get_current_span(parent).get_span_context()
-        return remote.is_valid and not remote.trace_flags.sampled
 
     # -- SERVER spans ----------------------------------------------------------------
 
@@ -165,19 +156,18 @@ class Tracing:
         parent: Context | None = (
             self.propagator.extract(headers) if "traceparent" in headers else None
         )
-        name = semconv.span_name(request.method)
-        if not self.exporting or self._dropped(parent):
-            return self._unrecorded(name, parent)
         # Sample first, cheaply: most requests are not sampled and need no SDK span. A
         # sampled one is started by the SDK with the same trace id, so its sampler (a
         # function of the parent and the trace id) decides the same way.
-        unrecorded = self._unrecorded(name, parent)
+        unrecorded = self._unrecorded(parent)
         sc = unrecorded.get_span_context()
-        if not sc.trace_flags.sampled:
+        if not self.exporting or not sc.trace_flags.sampled:
             return unrecorded
         self._ids.preset = sc.trace_id
         try:
-            span = self.tracer.start_span(name, context=parent, kind=SpanKind.SERVER)
+            span = self.tracer.start_span(
+                semconv.span_name(request.method), context=parent, kind=SpanKind.SERVER
+            )
         finally:
             self._ids.preset = None
         if span.is_recording():
@@ -219,9 +209,7 @@ class Tracing:
 
     # -- CLIENT spans ----------------------------------------------------------------
 
-    def start_client(
-        self, parent: Span | None, ex: Exchange, state: EndpointState
-    ) -> Span | None:
+    def start_client(self, parent: Span | None, ex: Exchange, state: EndpointState) -> Span | None:
         """The attempt's CLIENT span, and its ``traceparent`` on the request.
 
         Below a SERVER span that does not record, the child would not either (every sampler
