@@ -15,20 +15,19 @@ import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from aiohttp import web
-
 from discovery.errors import DiscoveryError
 from discovery.source import Source
 from resilience.clock import MONOTONIC, Clock
-from sidecar.admin import build_admin_app
+from sidecar.admin import AdminHandler, sidecar_routes
 from sidecar.cluster import Cluster
 from sidecar.config.schema import Config, UpstreamConfig
 from sidecar.health_check import HealthChecker, health_checkers
-from sidecar.listener.h1_server import H1Server
+from sidecar.listener.h1_server import H1Server, Handler
 from sidecar.local_cluster import local_upstream
 from sidecar.pipeline.stack import build_stack
 from sidecar.proxy import ProxyHandler, Route, by_host, fixed
 from sidecar.sources import build_source
+from sidecar.telemetry.admin_routes import telemetry_routes
 from sidecar.telemetry.telemetry import Telemetry
 from sidecar.transport.h1_client import H1Transport
 
@@ -41,7 +40,7 @@ log = logging.getLogger("pilotfish")
 @dataclass
 class Listener:
     name: str
-    runner: web.BaseRunner | H1Server
+    server: H1Server
     address: str = ""
     port: int = 0
 
@@ -153,24 +152,13 @@ class Sidecar:
             await self._serve(
                 "egress", handler, cfg.listeners.egress.address, cfg.listeners.egress.port
             )
-        admin = build_admin_app(self)
-        runner = web.AppRunner(admin, access_log=None, handle_signals=False, shutdown_timeout=1.0)
-        await self._start_runner(
-            "admin", runner, cfg.listeners.admin.address, cfg.listeners.admin.port
-        )
+        admin = AdminHandler({**sidecar_routes(self), **telemetry_routes(self.observer)})
+        await self._serve("admin", admin, cfg.listeners.admin.address, cfg.listeners.admin.port)
 
-    async def _serve(self, name: str, handler: ProxyHandler, host: str, port: int) -> None:
+    async def _serve(self, name: str, handler: Handler, host: str, port: int) -> None:
         server = H1Server(handler)
         bound_host, bound_port = await server.start(host, port)
         self.state.listeners[name] = Listener(name, server, bound_host, bound_port)
-
-    async def _start_runner(self, name: str, runner: web.BaseRunner, host: str, port: int) -> None:
-        await runner.setup()
-        site = web.TCPSite(runner, host, port, reuse_address=True)
-        await site.start()
-        sockets = runner.addresses
-        bound = sockets[0] if sockets else (host, port)
-        self.state.listeners[name] = Listener(name, runner, bound[0], bound[1])
 
     async def _register(self) -> None:
         if not self.config.service.register or "inbound" not in self.state.listeners:
@@ -209,7 +197,7 @@ class Sidecar:
         proxies = [lst for n, lst in self.state.listeners.items() if n != "admin"]
         # Stop accepting and drain in-flight requests on every proxy listener at once.
         grace = self.config.drain_timeout
-        await asyncio.gather(*(_stop(lst.runner, grace) for lst in proxies), return_exceptions=True)
+        await asyncio.gather(*(lst.server.stop(grace) for lst in proxies), return_exceptions=True)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -222,7 +210,7 @@ class Sidecar:
             await cluster.transport.close()
         admin = self.state.listeners.get("admin")
         if admin is not None:
-            await _stop(admin.runner, 1.0)
+            await admin.server.stop(1.0)
         await self.observer.close()  # flushes ended spans and pending access-log lines
         log.info("pilotfish stopped")
 
@@ -233,10 +221,3 @@ class Sidecar:
     @property
     def ready(self) -> bool:
         return self.state.ready and all(s.watch.ready for s in self.sources.values())
-
-
-async def _stop(runner: web.BaseRunner | H1Server, grace: float) -> None:
-    if isinstance(runner, H1Server):
-        await runner.stop(grace)
-    else:
-        await runner.cleanup()

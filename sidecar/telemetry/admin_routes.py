@@ -5,7 +5,7 @@ is the JSON the live page polls for request and error totals (the page turns suc
 totals into rates); cluster state it reads from ``/clusters``. The page is one
 self-contained HTML file shipped in ``sidecar/static``.
 
-Invariants: handlers only read; the page is read from the package once per admin app.
+Invariants: routes only read; the page is read from the package once per admin listener.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from __future__ import annotations
 from importlib import resources
 from time import time
 
-from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from sidecar.admin import HTML, AdminReply, AdminRoute, json_reply
+from sidecar.listener.request import DownstreamRequest
 from sidecar.telemetry.metrics import counter_values
 from sidecar.telemetry.telemetry import Telemetry
 
@@ -23,31 +24,29 @@ from sidecar.telemetry.telemetry import Telemetry
 _NOT_FAILURES = frozenset(("success", "cancelled", "local_rejection"))
 
 
-def add_telemetry_routes(app: web.Application, observer: object) -> None:
-    page = resources.files("sidecar").joinpath("static", "admin.html").read_bytes()
+def telemetry_routes(observer: object) -> dict[str, AdminRoute]:
+    """``/`` always; ``/metrics`` and ``/stats`` when ``observer`` is the sidecar's telemetry."""
+    page = AdminReply(
+        200,
+        HTML,
+        resources.files("sidecar").joinpath("static", "admin.html").read_bytes(),
+        (("Cache-Control", "no-store"),),
+    )
 
-    async def admin_page(request: web.Request) -> web.Response:
-        return web.Response(
-            body=page,
-            content_type="text/html",
-            charset="utf-8",
-            headers={"Cache-Control": "no-store"},
-        )
+    async def admin_page(request: DownstreamRequest) -> AdminReply:
+        return page
 
-    app.router.add_get("/", admin_page)
     if not isinstance(observer, Telemetry):
-        return
+        return {"/": admin_page}
     telemetry = observer
 
-    async def metrics(request: web.Request) -> web.Response:
-        body = generate_latest(telemetry.registry)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    async def metrics(request: DownstreamRequest) -> AdminReply:
+        return AdminReply(200, CONTENT_TYPE_LATEST, generate_latest(telemetry.registry))
 
-    async def stats(request: web.Request) -> web.Response:
-        return web.json_response(stats_view(telemetry))
+    async def stats(request: DownstreamRequest) -> AdminReply:
+        return json_reply(stats_view(telemetry))
 
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/stats", stats)
+    return {"/": admin_page, "/metrics": metrics, "/stats": stats}
 
 
 def stats_view(telemetry: Telemetry) -> dict[str, object]:
