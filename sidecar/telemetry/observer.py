@@ -17,20 +17,19 @@ from typing import TYPE_CHECKING, Any, Protocol
 from resilience.outcome import Outcome
 
 if TYPE_CHECKING:
-    from aiohttp import web
-
+    from sidecar.listener.request import DownstreamRequest
     from sidecar.pipeline.exchange import Exchange
 
 
 class Observer(Protocol):
-    def request_start(self, listener: str, request: web.BaseRequest) -> Any:
+    def request_start(self, listener: str, request: DownstreamRequest) -> Any:
         """Returns a per-request context (kept as ``Exchange.span``)."""
 
     def request_end(
         self,
         ctx: Any,
         listener: str,
-        request: web.BaseRequest,
+        request: DownstreamRequest,
         ex: Exchange | None,
         status: int,
         error: str | None,
@@ -51,14 +50,14 @@ class Observer(Protocol):
 class NullObserver:
     __slots__ = ()
 
-    def request_start(self, listener: str, request: web.BaseRequest) -> Any:
+    def request_start(self, listener: str, request: DownstreamRequest) -> Any:
         return None
 
     def request_end(
         self,
         ctx: Any,
         listener: str,
-        request: web.BaseRequest,
+        request: DownstreamRequest,
         ex: Exchange | None,
         status: int,
         error: str | None,

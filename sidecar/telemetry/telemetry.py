@@ -35,11 +35,11 @@ from sidecar.telemetry.state_metrics import StateCollector
 from sidecar.telemetry.tracing import Tracing
 
 if TYPE_CHECKING:
-    from aiohttp import web
     from opentelemetry.trace import Span
 
     from resilience.outlier import Ejected
     from sidecar.app import Sidecar
+    from sidecar.listener.request import DownstreamRequest
     from sidecar.pipeline.exchange import Exchange
 
 log = logging.getLogger("pilotfish.telemetry")
@@ -151,7 +151,7 @@ class Telemetry:
 
     # -- Observer hooks ----------------------------------------------------------------
 
-    def request_start(self, listener: str, request: web.BaseRequest) -> Any:
+    def request_start(self, listener: str, request: DownstreamRequest) -> Any:
         try:
             stats = self._listeners.get(listener) or self._listener(listener)
             ctx = RequestContext(stats)
@@ -171,7 +171,7 @@ class Telemetry:
         self,
         ctx: Any,
         listener: str,
-        request: web.BaseRequest,
+        request: DownstreamRequest,
         ex: Exchange | None,
         status: int,
         error: str | None,
@@ -313,7 +313,7 @@ class Telemetry:
         self,
         ctx: RequestContext,
         listener: str,
-        request: web.BaseRequest,
+        request: DownstreamRequest,
         ex: Exchange | None,
         status: int,
         flags: str,

@@ -47,10 +47,10 @@ from sidecar.telemetry.span_export import (
 )
 
 if TYPE_CHECKING:
-    from aiohttp import web
     from multidict import CIMultiDict
 
     from sidecar.cluster import EndpointState
+    from sidecar.listener.request import DownstreamRequest
     from sidecar.pipeline.exchange import Exchange
 
 DEFAULT_MAX_QUEUE = 2048
@@ -151,7 +151,7 @@ class Tracing:
 
     # -- SERVER spans ----------------------------------------------------------------
 
-    def start_server(self, listener: str, request: web.BaseRequest, scheme: str) -> Span:
+    def start_server(self, listener: str, request: DownstreamRequest, scheme: str) -> Span:
         headers = request.headers
         parent: Context | None = (
             self.propagator.extract(headers) if "traceparent" in headers else None
