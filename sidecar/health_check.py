@@ -7,14 +7,18 @@ interval and starts again. The first round runs as soon as the checker starts, s
 endpoint that begins ``unhealthy`` becomes routable after ``healthy_threshold`` probes, not
 after that many intervals.
 
-Probes: ``http`` sends ``GET path`` with its own small ``ClientSession`` (a fresh connection
-each time, so a probe meets what a new request would meet) and passes when the status lies
-in ``expected_statuses``; ``tcp`` passes when a connection opens. Each probe is bounded by
-``timeout``.
+Probes: ``http`` sends ``GET path`` (``Host``, ``User-Agent``, ``Accept: */*``,
+``Connection: close``) through the checker's own ``H1Transport``, the client upstream
+traffic uses, on a fresh connection each time so a probe meets what a new request would
+meet. It passes when the status lies in ``expected_statuses`` and the answer arrives whole;
+the body is read and dropped, and after ``BODY_LIMIT`` bytes the rest is not waited for.
+``tcp`` passes when a connection opens. Each probe, body included, is bounded by ``timeout``.
 
-Invariants: a probe never raises (any error, including a timeout, is a failed probe); a
-round never takes longer than ``timeout`` plus a little; the loop survives any error in a
-round and ends only when its task is cancelled, closing its session on the way out.
+Invariants: a probe never raises (a timeout, a refused or reset connection, a malformed
+answer, any error is a failed probe); its connection is closed when it ends, whatever the
+outcome, so nothing stays open between probes; a round never takes longer than ``timeout``
+plus a little; the loop survives any error in a round and ends only when its task is
+cancelled, closing its transport on the way out.
 """
 
 from __future__ import annotations
@@ -25,17 +29,21 @@ import logging
 import random
 from collections.abc import Callable, Iterable
 
-import aiohttp
-from yarl import URL
+from multidict import CIMultiDict
 
 from discovery.model import Endpoint
 from resilience.health import Transition, jittered_interval
 from sidecar.cluster import Cluster
 from sidecar.config.policies import HealthCheckConfig
+from sidecar.pipeline.errors import ProxyError
+from sidecar.transport.h1_client import H1Response, H1Transport
 
 log = logging.getLogger("pilotfish.health")
 
 USER_AGENT = "pilotfish-health-check"
+# Body bytes a passing probe reads before it stops waiting for the rest: a health answer is
+# small, and a huge or endless one must not hold the probe until its timeout.
+BODY_LIMIT = 64 * 1024
 
 TransitionCallback = Callable[[str, Transition], None]
 
@@ -52,7 +60,9 @@ class HealthChecker:
         self._rng = rng
         od = cluster.config.outlier_detection
         self._uneject = od is not None and od.successful_active_health_check_uneject_host
-        self._session: aiohttp.ClientSession | None = None
+        # Nothing is pooled (idle_timeout 0) and the probe's own timeout bounds the connect.
+        self._transport = H1Transport(connect_timeout=0, idle_timeout=0)
+        self._headers = _probe_headers(config)
         self.on_transition: list[TransitionCallback] = []
         self.rounds = 0
         self.probes = 0
@@ -66,9 +76,11 @@ class HealthChecker:
                     jittered_interval(self.config.interval, self.config.jitter, self._rng)
                 )
         finally:
-            if self._session is not None:
-                await self._session.close()
-                self._session = None
+            await self.close()
+
+    async def close(self) -> None:
+        """Drop any probe connection still open; a later probe opens a new one."""
+        await self._transport.close()
 
     async def probe_all(self) -> None:
         """One round: probe every current member once, then record the results."""
@@ -91,7 +103,7 @@ class HealthChecker:
                     ok = await self._probe_http(endpoint)
                 else:
                     ok = await self._probe_tcp(endpoint)
-        except (TimeoutError, OSError, aiohttp.ClientError) as exc:
+        except (TimeoutError, OSError, ProxyError) as exc:
             log.debug("probe of %s failed: %r", endpoint.id, exc)
             ok = False
         except Exception:
@@ -105,10 +117,17 @@ class HealthChecker:
         health = self.cluster.health
         assert health is not None
         transition = health.record(endpoint_id, ok)
-        if ok and self._uneject and self.cluster.outlier is not None \
-                and self.cluster.outlier.uneject(endpoint_id):
-            log.info("endpoint %s of cluster %s passed its health check: back from ejection",
-                     endpoint_id, self.cluster.name)
+        if (
+            ok
+            and self._uneject
+            and self.cluster.outlier is not None
+            and self.cluster.outlier.uneject(endpoint_id)
+        ):
+            log.info(
+                "endpoint %s of cluster %s passed its health check: back from ejection",
+                endpoint_id,
+                self.cluster.name,
+            )
         if transition is None:
             return
         log.warning(
@@ -126,13 +145,14 @@ class HealthChecker:
     async def _probe_http(self, endpoint: Endpoint) -> bool:
         http = self.config.http
         assert http is not None
-        session = self._session or self._open()
-        headers = {"User-Agent": USER_AGENT}
-        if http.host:
-            headers["Host"] = http.host
-        target = URL(f"http://{endpoint.id}{http.path}", encoded=True)
-        async with session.get(target, headers=headers, allow_redirects=False) as resp:
-            return any(lo <= resp.status <= hi for lo, hi in http.expected_statuses)
+        response = await self._transport.send(endpoint, "GET", http.path, self._headers, None)
+        try:
+            if not any(lo <= response.status <= hi for lo, hi in http.expected_statuses):
+                return False
+            await _drop_body(response)
+            return True
+        finally:
+            response.close()  # a fresh connection per probe: never kept for the next one
 
     async def _probe_tcp(self, endpoint: Endpoint) -> bool:
         _, writer = await asyncio.open_connection(endpoint.address, endpoint.port)
@@ -141,14 +161,25 @@ class HealthChecker:
             await writer.wait_closed()
         return True
 
-    def _open(self) -> aiohttp.ClientSession:
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(force_close=True, limit=0, use_dns_cache=False),
-            timeout=aiohttp.ClientTimeout(total=None),  # the probe's own timeout bounds it
-            cookie_jar=aiohttp.DummyCookieJar(),
-            auto_decompress=False,
-        )
-        return self._session
+
+def _probe_headers(config: HealthCheckConfig) -> CIMultiDict[str]:
+    headers: CIMultiDict[str] = CIMultiDict()
+    if config.http is not None and config.http.host:
+        headers["Host"] = config.http.host  # without it the transport sends the endpoint's id
+    headers["User-Agent"] = USER_AGENT
+    headers["Accept"] = "*/*"
+    headers["Connection"] = "close"
+    return headers
+
+
+async def _drop_body(response: H1Response) -> None:
+    """Read the body to its end, or until ``BODY_LIMIT`` bytes, and forget it."""
+    read = 0
+    async with contextlib.aclosing(response.iter_chunks()) as chunks:
+        async for chunk in chunks:
+            read += len(chunk)
+            if read >= BODY_LIMIT:
+                return
 
 
 def health_checkers(clusters: Iterable[Cluster], *, rng: random.Random) -> dict[str, HealthChecker]:

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+import logging
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
 
+import pytest
 from aiohttp import web
 
+from discovery.model import Endpoint
 from resilience.health import HealthTable, Transition
 from sidecar.app import Sidecar
 from sidecar.health_check import HealthChecker
@@ -216,3 +222,269 @@ async def test_a_passing_health_check_returns_an_ejected_endpoint_early(lab, cli
             await asyncio.sleep(0.05)  # polling the state the probe loop changes
     assert cluster.outlier.snapshot(flaky.address)["times_ejected"] == 1
     assert cluster.available(flaky.address)
+
+
+# -- single HTTP probes on the sidecar's own client, against a bare TCP upstream ----------
+
+Answer = Callable[[asyncio.StreamWriter], Awaitable[None]]
+
+
+@dataclass
+class RawConnection:
+    received: bytearray = field(default_factory=bytearray)
+    head: asyncio.Event = field(default_factory=asyncio.Event)  # a request head arrived
+    ended: asyncio.Event = field(default_factory=asyncio.Event)  # closed by either side
+
+    def requests(self) -> list[bytes]:
+        return bytes(self.received).split(b"\r\n\r\n")[:-1]
+
+
+class RawUpstream:
+    """A TCP server on 127.0.0.1 that writes ``answer`` once a request head arrived.
+
+    It records every connection: what the prober sent and when the connection ended. An
+    answer that does not close the connection leaves that to the prober.
+    """
+
+    def __init__(self, answer: Answer) -> None:
+        self._answer = answer
+        self.connections: list[RawConnection] = []
+        self._accepted = asyncio.Event()
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> Endpoint:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return Endpoint("127.0.0.1", self._server.sockets[0].getsockname()[1])
+
+    async def connection(self, n: int) -> RawConnection:
+        """The ``n``-th connection (from 1), once it was accepted."""
+        while len(self.connections) < n:
+            self._accepted.clear()
+            await self._accepted.wait()
+        return self.connections[n - 1]
+
+    async def close(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in self._tasks:
+            task.cancel()
+        for writer in self._writers:
+            writer.transport.abort()
+        await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = RawConnection()
+        self.connections.append(conn)
+        self._writers.append(writer)
+        self._accepted.set()
+        answering = asyncio.create_task(self._answer_after_head(conn, writer))
+        self._tasks.append(answering)
+        try:
+            while data := await reader.read(65536):
+                conn.received += data
+                if b"\r\n\r\n" in conn.received:
+                    conn.head.set()
+        except OSError:
+            pass  # reset by the prober: ended all the same
+        finally:
+            conn.ended.set()
+
+    async def _answer_after_head(self, conn: RawConnection, writer: asyncio.StreamWriter) -> None:
+        await conn.head.wait()
+        with contextlib.suppress(OSError):
+            await self._answer(writer)
+
+
+def send(raw: bytes, *, close: bool = True) -> Answer:
+    async def answer(writer: asyncio.StreamWriter) -> None:
+        writer.write(raw)
+        await writer.drain()
+        if close:
+            writer.close()
+
+    return answer
+
+
+async def endless_chunked_body(writer: asyncio.StreamWriter) -> None:
+    writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+    chunk = b"4000\r\n" + b"x" * 0x4000 + b"\r\n"
+    while True:  # until the prober stops reading and drops the connection
+        writer.write(chunk)
+        await writer.drain()
+
+
+@pytest.fixture
+async def raw_upstream() -> AsyncIterator[Callable[[Answer], Awaitable[RawUpstream]]]:
+    upstreams: list[RawUpstream] = []
+
+    async def start(answer: Answer) -> RawUpstream:
+        upstream = RawUpstream(answer)
+        upstreams.append(upstream)
+        return upstream
+
+    yield start
+    for upstream in upstreams:
+        await upstream.close()
+
+
+async def probing_checker(lab, timeout: str, **http: object) -> HealthChecker:
+    """The checker of a sidecar whose own member is a closed port: probes go where told."""
+    sc = await lab.start_sidecar(
+        [f"127.0.0.1:{closed_port()}"],
+        health_check={"http": {"path": "/health", **http}, "interval": "1h", "timeout": timeout},
+    )
+    return checker_of(sc)
+
+
+OK_EMPTY = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+
+ANSWER_CASES = [
+    ("body framed by Content-Length", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", True),
+    ("body ended by the close", b"HTTP/1.1 200 OK\r\n\r\nok", True),
+    (
+        "chunked body",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+        True,
+    ),
+    ("header line without a colon", b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", False),
+    ("Content-Length not a number", b"HTTP/1.1 200 OK\r\nContent-Length: many\r\n\r\n", False),
+    (
+        "two Content-Lengths",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+        False,
+    ),
+    ("four-digit status", b"HTTP/1.1 2000 OK\r\nContent-Length: 0\r\n\r\n", False),
+    ("status line cut off by the close", b"HTTP/1.1 20", False),
+    (
+        "good status, body cut off by the close",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nok",
+        False,
+    ),
+    (
+        "good status, broken chunk framing",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        False,
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "raw", "passes"), ANSWER_CASES, ids=[c[0] for c in ANSWER_CASES])
+async def test_a_malformed_or_cut_off_answer_fails_the_probe_at_once(
+    lab, raw_upstream, caplog, case, raw, passes
+):
+    upstream = await raw_upstream(send(raw))
+    endpoint = await upstream.start()
+    checker = await probing_checker(lab, timeout="2s")
+    failed_before = checker.failed_probes
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with caplog.at_level(logging.ERROR, logger="pilotfish.health"):
+        assert await checker.probe(endpoint) is passes, case
+    assert loop.time() - started < 1.0, "decided by the answer, not by the 2 s timeout"
+    assert checker.failed_probes - failed_before == (0 if passes else 1)
+    assert caplog.records == [], "an expected kind of failure, not a crash of the probe"
+
+
+STALL_CASES = [
+    ("no answer at all", send(b"", close=False)),
+    ("status line and no more", send(b"HTTP/1.1 200 OK\r\n", close=False)),
+    (
+        "headers, then a body that stops",
+        send(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nok", close=False),
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "answer"), STALL_CASES, ids=[c[0] for c in STALL_CASES])
+async def test_a_probe_that_hangs_fails_at_its_timeout_and_drops_the_connection(
+    lab, raw_upstream, case, answer
+):
+    upstream = await raw_upstream(answer)
+    endpoint = await upstream.start()
+    checker = await probing_checker(lab, timeout="300ms")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await checker.probe(endpoint) is False, case
+    assert 0.3 - 0.02 <= loop.time() - started < 0.3 + 0.3
+    (conn,) = upstream.connections
+    async with asyncio.timeout(1):
+        await conn.ended.wait()
+
+
+async def test_an_endless_body_is_read_only_up_to_its_limit(lab, raw_upstream):
+    upstream = await raw_upstream(endless_chunked_body)
+    endpoint = await upstream.start()
+    checker = await probing_checker(lab, timeout="2s")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await checker.probe(endpoint) is True
+    assert loop.time() - started < 1.0, "the probe stopped reading, it did not time out"
+    (conn,) = upstream.connections
+    async with asyncio.timeout(1):
+        await conn.ended.wait()
+
+
+async def test_every_http_probe_opens_a_fresh_connection_and_closes_it(lab, raw_upstream):
+    upstream = await raw_upstream(send(OK_EMPTY, close=False))  # would keep it alive
+    endpoint = await upstream.start()
+    checker = await probing_checker(lab, timeout="1s")
+    for n in range(1, 4):
+        assert await checker.probe(endpoint) is True
+        assert len(upstream.connections) == n
+        async with asyncio.timeout(1):
+            await upstream.connections[-1].ended.wait()  # closed by the prober
+    assert [len(c.requests()) for c in upstream.connections] == [1, 1, 1]
+
+
+@pytest.mark.parametrize(
+    ("host", "expected_host"), [(None, "{endpoint}"), ("svc.internal", "svc.internal")]
+)
+async def test_request_head_of_an_http_probe(lab, raw_upstream, host, expected_host):
+    upstream = await raw_upstream(send(OK_EMPTY))
+    endpoint = await upstream.start()
+    checker = await probing_checker(lab, timeout="1s", path="/ready?deep=1", host=host)
+    assert await checker.probe(endpoint) is True
+    (conn,) = upstream.connections
+    async with asyncio.timeout(1):
+        await conn.ended.wait()
+    (request,) = conn.requests()
+    line, *fields = request.decode().split("\r\n")
+    assert line == "GET /ready?deep=1 HTTP/1.1"
+    headers = dict(f.split(": ", 1) for f in fields)
+    assert {k.lower(): v for k, v in headers.items()} == {
+        "host": expected_host.format(endpoint=endpoint.id),
+        "user-agent": "pilotfish-health-check",
+        "accept": "*/*",
+        "connection": "close",
+    }
+    assert bytes(conn.received).endswith(b"\r\n\r\n"), "no body after the head"
+
+
+async def test_stopping_a_checker_closes_the_connection_of_a_probe_in_flight(lab, raw_upstream):
+    answers = [send(OK_EMPTY), send(b"", close=False)]  # the sidecar's own probe, then ours
+
+    async def answer(writer: asyncio.StreamWriter) -> None:
+        await answers.pop(0)(writer)
+
+    upstream = await raw_upstream(answer)
+    endpoint = await upstream.start()
+    sc = await lab.start_sidecar(
+        [endpoint.id],
+        health_check={"http": {"path": "/health"}, "interval": "1h", "timeout": "30s"},
+    )
+    async with asyncio.timeout(2):
+        await (await upstream.connection(1)).ended.wait()  # its first round is over
+    checker = HealthChecker(sc.clusters["api"], rng=random.Random(1))
+    task = asyncio.create_task(checker.run())
+    async with asyncio.timeout(2):
+        in_flight = await upstream.connection(2)
+        await in_flight.head.wait()
+    assert not in_flight.ended.is_set()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    async with asyncio.timeout(1):
+        await in_flight.ended.wait()
+    assert (checker.probes, checker.rounds) == (1, 0)
