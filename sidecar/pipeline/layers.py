@@ -56,21 +56,12 @@ class DeadlineLayer:
         task = ex.task
         if task is None:
             task = ex.task = _current_task()
-        ticket = self.timeouts.arm(total, task)
         try:
-            resp = await self.inner(ex)
-        except asyncio.CancelledError:
-            if ticket.settle(cancelled=True):
-                ex.outcome = Outcome.TIMEOUT
-                raise DeadlineExceeded(
-                    f"no answer within the total timeout of {total:g}s"
-                ) from None
-            raise
-        except BaseException:
-            ticket.settle(cancelled=False)
-            raise
-        ticket.settle(cancelled=False)
-        return resp
+            with self.timeouts.arm(total, task):
+                return await self.inner(ex)
+        except TimeoutError:
+            ex.outcome = Outcome.TIMEOUT
+            raise DeadlineExceeded(f"no answer within the total timeout of {total:g}s") from None
 
 
 class RetryLayer:
@@ -213,19 +204,12 @@ class PerTryTimeoutLayer:
             # would race it; left to the deadline's own timer, the try is cancelled, answered
             # deadline_exceeded, and (cancelled) says nothing of the endpoint.
             return await self.inner(ex)
-        ticket = self.timeouts.arm(per_try, ex.task or _current_task())
         try:
-            resp = await self.inner(ex)
-        except asyncio.CancelledError:
-            if ticket.settle(cancelled=True):
-                where = ex.endpoint.id if ex.endpoint else "?"
-                raise UpstreamTimeout(f"{where} did not answer within {per_try:g}s") from None
-            raise
-        except BaseException:
-            ticket.settle(cancelled=False)
-            raise
-        ticket.settle(cancelled=False)
-        return resp
+            with self.timeouts.arm(per_try, ex.task or _current_task()):
+                return await self.inner(ex)
+        except TimeoutError:
+            where = ex.endpoint.id if ex.endpoint else "?"
+            raise UpstreamTimeout(f"{where} did not answer within {per_try:g}s") from None
 
 
 class TransportLayer:

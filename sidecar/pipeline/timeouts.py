@@ -7,8 +7,9 @@ from the front as new ones arrive. Arming costs an append; settling, a flag. (A 
 request costs a timer handle to create and cancel, and ``asyncio.timeout`` twice that
 again; both showed in the proxy's profile.)
 
-Expiry cancels the task, exactly as ``asyncio.timeout`` does, and ``settle`` tells the
-caller whether the ``CancelledError`` it holds was this timeout's (``uncancel``-counted, so
+Expiry cancels the task, exactly as ``asyncio.timeout`` does; used as a context manager a
+ticket turns its own cancellation into ``TimeoutError``, and ``settle`` tells the caller
+whether the ``CancelledError`` it holds was this timeout's (``uncancel``-counted, so
 an outer timeout or a real cancellation firing in the same moment is never swallowed).
 Invariants: a ticket fires at most once and never before its deadline; a settled ticket
 never fires.
@@ -33,6 +34,14 @@ class Ticket:
         self._cancelling = task.cancelling()
         self.fired = False
         self.settled = False
+
+    def __enter__(self) -> Ticket:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: object, tb: object) -> None:
+        # Like asyncio.timeout: this timeout's own cancellation leaves as TimeoutError.
+        if self.settle(cancelled=exc_type is asyncio.CancelledError):
+            raise TimeoutError from None
 
     def settle(self, cancelled: bool) -> bool:
         """Ends the ticket; True when ``cancelled`` (a CancelledError) is this timeout's."""

@@ -76,12 +76,14 @@ class _PresetIds(RandomIdGenerator):
         return super().generate_trace_id()
 
 
-def _inject(headers: CIMultiDict[str], sc: SpanContext) -> None:
-    """W3C Trace Context headers naming ``sc``: what ``TraceContextTextMapPropagator.inject``
-    writes, without building a Context per attempt."""
+def _inject(headers: CIMultiDict[str], sc: SpanContext, span_id: int | None = None) -> None:
+    """W3C Trace Context headers naming ``sc`` (or, with ``span_id``, a child of it that is
+    decided as it was): what ``TraceContextTextMapPropagator.inject`` writes, without
+    building a Context per attempt."""
     if not sc.is_valid:
         return
-    headers["traceparent"] = f"00-{sc.trace_id:032x}-{sc.span_id:016x}-{sc.trace_flags:02x}"
+    sid = sc.span_id if span_id is None else span_id
+    headers["traceparent"] = f"00-{sc.trace_id:032x}-{sid:016x}-{sc.trace_flags:02x}"
     if sc.trace_state:
         headers["tracestate"] = sc.trace_state.to_header()
 
@@ -217,15 +219,7 @@ class Tracing:
         the header, naming a fresh span id, goes to the next hop. Returns None then.
         """
         if parent is not None and not parent.is_recording():
-            sc = parent.get_span_context()
-            if sc.is_valid:
-                headers = ex.headers
-                headers["traceparent"] = (
-                    f"00-{sc.trace_id:032x}-{self._ids.generate_span_id():016x}"
-                    f"-{sc.trace_flags:02x}"
-                )
-                if sc.trace_state:
-                    headers["tracestate"] = sc.trace_state.to_header()
+            _inject(ex.headers, parent.get_span_context(), self._ids.generate_span_id())
             return None
         context = set_span_in_context(parent) if parent is not None else None
         span = self.tracer.start_span(

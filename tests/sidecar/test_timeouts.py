@@ -125,3 +125,15 @@ def test_queues_survive_a_new_event_loop() -> None:
     for _ in range(2):
         how, _ = asyncio.run(_held(queues))
         assert how == "timed out"
+
+
+async def test_as_a_context_manager_a_ticket_expires_as_timeout_error() -> None:
+    queue = TimeoutQueue(asyncio.get_running_loop(), DELAY)
+    task = asyncio.current_task()
+    assert task is not None
+    with pytest.raises(TimeoutError), queue.arm(task):
+        await asyncio.get_running_loop().create_future()
+    assert task.cancelling() == 0
+    with queue.arm(task) as ticket:  # settled on the way out: never fires afterwards
+        pass
+    assert ticket.settled and not ticket.fired
