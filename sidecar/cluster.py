@@ -28,6 +28,11 @@ from resilience.retry import RetryPolicy
 from sidecar.config.schema import UpstreamConfig
 from sidecar.transport.base import Transport
 
+# Panic is decided on the first pick after an endpoint's state changed, and otherwise at
+# most this often: time alone (an ejection or a breaker's open period ending) only ever makes
+# endpoints available again, and a tenth of a second late is soon enough for that.
+PANIC_RECHECK = 0.1
+
 
 class EndpointState:
     """What the sidecar knows of one endpoint beyond its description."""
@@ -70,6 +75,7 @@ class Cluster:
         self.snapshot: EndpointSet | None = None
         self.panic = False
         self.panic_count = 0
+        self._panic_due = 0.0  # clock time from which panic is decided afresh
         self.on_ejection: list[Callable[[Ejected], None]] = []
         cb = config.circuit_breakers
         self.limit = ConcurrencyLimit(cb.max_requests)
@@ -127,6 +133,7 @@ class Cluster:
             else:
                 state.endpoint = ep  # weight/tags may change; history stays
         self.member_ids = tuple(ep.id for ep in snapshot.endpoints)
+        self._panic_due = 0.0
         if self.outlier is not None:
             self.outlier.set_members(self.member_ids)
         if self.health is not None:
@@ -188,7 +195,10 @@ class Cluster:
         groups = self._groups
         if not groups:
             return None
-        self._set_panic(self._below_panic_threshold())
+        now = self._clock.now()
+        if now >= self._panic_due:
+            self._set_panic(self._below_panic_threshold())
+            self._panic_due = now + PANIC_RECHECK
         usable = self._admitted if self.panic else self.available
         if tried:
             tried_ids = {s.id for s in tried}
@@ -220,6 +230,10 @@ class Cluster:
                     return False
         return True
 
+    def availability_changed(self) -> None:
+        """An endpoint's health, ejection or breaker changed: decide panic on the next pick."""
+        self._panic_due = 0.0
+
     def _admitted(self, endpoint_id: str) -> bool:
         breaker = self.states[endpoint_id].breaker
         return breaker is None or breaker.admits()
@@ -247,6 +261,7 @@ class Cluster:
             state.successes += 1
         else:
             state.failures += 1
+            self._panic_due = 0.0  # a failure may have opened a breaker or ejected the endpoint
         if self.outlier is not None:
             ejected = self.outlier.record(state.id, outcome)
             if ejected is not None:

@@ -123,6 +123,7 @@ class HealthChecker:
             and self.cluster.outlier is not None
             and self.cluster.outlier.uneject(endpoint_id)
         ):
+            self.cluster.availability_changed()
             log.info(
                 "endpoint %s of cluster %s passed its health check: back from ejection",
                 endpoint_id,
@@ -130,6 +131,7 @@ class HealthChecker:
             )
         if transition is None:
             return
+        self.cluster.availability_changed()
         log.warning(
             "endpoint %s of cluster %s is now %s",
             endpoint_id,
