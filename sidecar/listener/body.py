@@ -109,17 +109,7 @@ class BodyStream:
         return self.iter_any()
 
 
-def _no_pressure(stop: bool) -> None:
-    return None
-
-
-def empty_body() -> BodyStream:
-    """A body already ended (a request without one)."""
-    body = BodyStream(_no_pressure)
-    body._eof = True
-    return body
-
-
 # Shared by every request without a body: it is at its end, so nothing can change it (feeds
 # come only with a body, and a failure after the end is ignored).
-EMPTY_BODY = empty_body()
+EMPTY_BODY = BodyStream(lambda stop: None)
+EMPTY_BODY.feed_eof()

@@ -121,7 +121,6 @@ class Tracing:
 
             self.provider.add_span_processor(counting_pipeline(exporter, counts, queue, batch))
         self.tracer = self.provider.get_tracer("pilotfish", version)
-        self.sampler = self.provider.sampler
         self.rule = SamplingRule(config.sampler, config.sampler_arg)
         self.propagator = TraceContextTextMapPropagator()
 
