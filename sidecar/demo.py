@@ -69,7 +69,7 @@ def demo_config(backends: list[DemoBackend]) -> str:
                     },
                     "balancer": {"policy": "weighted_round_robin"},
                     "retries": {"attempts": 2, "per_try_timeout": "500ms"},
-            "circuit_breakers": {"endpoint": {"reset_timeout": "2s"}},
+                    "circuit_breakers": {"endpoint": {"reset_timeout": "2s"}},
                     "outlier_detection": {
                         "consecutive_local_origin_failure": 2,
                         "base_ejection_time": "2s",

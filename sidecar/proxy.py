@@ -20,7 +20,7 @@ from sidecar.listener.request import DownstreamRequest
 from sidecar.pipeline.errors import BadRequest, NoRoute, Overflow, ProxyError, UpstreamReset
 from sidecar.pipeline.exchange import Exchange
 from sidecar.pipeline.hashing import KeyOf, key_function
-from sidecar.pipeline.headers import HeaderRules, forwardable
+from sidecar.pipeline.headers import HeaderRules, forward_fields, forwardable
 from sidecar.pipeline.layers import Handler
 from sidecar.telemetry.observer import NULL_OBSERVER, Observer
 from sidecar.transport.base import UpstreamResponse
@@ -212,13 +212,13 @@ class ProxyHandler:
         route: Route,
         resp: UpstreamResponse,
     ) -> None:
-        headers = forwardable(resp.headers, route.response_rules)
+        fields = forward_fields(resp.fields, route.response_rules)
         if self.report_attempts:
-            headers["x-pilotfish-attempts"] = str(ex.attempts)
+            fields += b"x-pilotfish-attempts: %d\r\n" % ex.attempts
         length = resp.content_length
         if request.method == "HEAD" or resp.status in _NO_BODY_STATUSES:
             resp.release()
-            await out.start(resp.status, headers, resp.reason)
+            await out.start_fields(resp.status, fields, length, resp.reason)
             await out.finish()
             return
         if length is not None and length <= SMALL_BODY:
@@ -228,9 +228,9 @@ class ProxyHandler:
                 resp.close()
                 raise
             resp.release()
-            await out.send(resp.status, headers, body, resp.reason)
+            await out.send_fields(resp.status, fields, body, resp.reason)
             return
-        await out.start(resp.status, headers, resp.reason)
+        await out.start_fields(resp.status, fields, length, resp.reason)
         try:
             async for chunk in resp.iter_chunks():
                 await out.write(chunk)

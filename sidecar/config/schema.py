@@ -6,6 +6,8 @@ checks it). Cross-field rules live in ``__post_init__`` so the error names its s
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -46,6 +48,27 @@ def parse_host_port(value: object, *, allow_zero: bool = True) -> HostPort:
 
 
 _port = between(0, 65535)
+
+
+# RFC 9110 §5.1, §5.5: a field name is a token; a value never holds CR, LF or NUL.
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_BAD_VALUE = re.compile(r"[\r\n\x00]")
+
+
+def _header_names(names: Iterable[str]) -> str | None:
+    for name in names:
+        if not _TOKEN.fullmatch(name):
+            return f"{name!r} is not a valid header name"
+    return None
+
+
+def _header_fields(fields: dict[str, str]) -> str | None:
+    for name, value in fields.items():
+        if not _TOKEN.fullmatch(name):
+            return f"{name!r} is not a valid header name"
+        if _BAD_VALUE.search(value):
+            return f"the value of {name} holds CR, LF or NUL"
+    return None
 
 
 def _non_empty(value: tuple[str, ...]) -> str | None:
@@ -181,8 +204,8 @@ class DiscoveryConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HeaderRules:
-    add: dict[str, str] = field(default_factory=dict)
-    remove: tuple[str, ...] = field(())
+    add: dict[str, str] = field(default_factory=dict, check=_header_fields)
+    remove: tuple[str, ...] = field((), check=_header_names)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

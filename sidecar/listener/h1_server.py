@@ -45,6 +45,31 @@ def reason_of(status: int) -> str:
     return _REASONS.get(status, "Unknown")
 
 
+_STATUS_LINES: dict[tuple[int, str], bytes] = {}
+
+
+def _status_line(status: int, reason: str) -> bytes:
+    line = _STATUS_LINES.get((status, reason))
+    if line is None:
+        # The reason is bytes as the upstream sent them (read as latin-1), or ours.
+        text = f"HTTP/1.1 {status} {reason or reason_of(status)}\r\n"
+        line = text.encode("latin-1", "replace")
+        if len(_STATUS_LINES) < 256:  # the common pairs; an odd reason is not kept
+            _STATUS_LINES[(status, reason)] = line
+    return line
+
+
+def _fields(headers: CIMultiDict[str]) -> bytes:
+    """``headers`` as a block of ``Name: value\\r\\n`` lines, framing and Connection
+    fields left out (the connection writes its own)."""
+    for name in ("Content-Length", "Transfer-Encoding", "Connection"):
+        headers.popall(name, None)
+    if not headers:
+        return b""
+    text = "\r\n".join(map(": ".join, headers.items()))  # joined in C
+    return (text + "\r\n").encode("utf-8", "surrogateescape")
+
+
 class _Refused(Exception):
     def __init__(self, status: int, reason: str) -> None:
         super().__init__(reason)
@@ -259,8 +284,12 @@ class H1Connection(asyncio.Protocol):
         self, status: int, headers: CIMultiDict[str], body: bytes, reason: str = ""
     ) -> None:
         """A whole response in one write; Content-Length is set from ``body``."""
-        headers["Content-Length"] = str(len(body))
-        head = self._head(status, reason, headers)
+        await self.send_fields(status, _fields(headers), body, reason)
+
+    async def send_fields(self, status: int, fields: bytes, body: bytes, reason: str = "") -> None:
+        """``send`` with the header fields as a block of ``Name: value\\r\\n`` lines,
+        which holds no Content-Length and no Connection field."""
+        head = self._head(status, reason, fields, b"Content-Length: %d\r\n" % len(body))
         if self.current is not None and self.current.method == "HEAD":
             body = b""
         await self._write(head + body if body else head)
@@ -268,19 +297,32 @@ class H1Connection(asyncio.Protocol):
         self.finished = True
 
     async def start(self, status: int, headers: CIMultiDict[str], reason: str = "") -> None:
-        """Begin a streamed response: with the upstream's Content-Length, or chunked."""
+        """Begin a streamed response: with the given Content-Length, or chunked."""
+        length = headers.popall("Content-Length", None)
+        await self.start_fields(
+            status, _fields(headers), int(length[-1]) if length else None, reason
+        )
+
+    async def start_fields(
+        self, status: int, fields: bytes, length: int | None, reason: str = ""
+    ) -> None:
+        """``start`` with the fields as a block (as for ``send_fields``) and the length of
+        the body to come, if known."""
         no_body = (
             status in (204, 304)
             or 100 <= status < 200
             or (self.current is not None and self.current.method == "HEAD")
         )
-        if not no_body and "Content-Length" not in headers:
+        framing = b""
+        if length is not None:
+            framing = b"Content-Length: %d\r\n" % length
+        elif not no_body:
             if self.current is not None and self.current.version == HTTP11:
-                headers["Transfer-Encoding"] = "chunked"
+                framing = b"Transfer-Encoding: chunked\r\n"
                 self.chunked = True
             else:
                 self.keep_alive = False  # HTTP/1.0: the end of the body is the close
-        await self._write(self._head(status, reason, headers))
+        await self._write(self._head(status, reason, fields, framing))
 
     async def write(self, chunk: bytes) -> None:
         if not chunk:
@@ -302,16 +344,14 @@ class H1Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
-    def _head(self, status: int, reason: str, headers: CIMultiDict[str]) -> bytes:
+    def _head(self, status: int, reason: str, fields: bytes, framing: bytes) -> bytes:
         self.started = True
         if self.server.closing:  # draining: this answer is the connection's last
             self.keep_alive = False
-        if not self.keep_alive:
-            headers["Connection"] = "close"
-        fields = "\r\n".join(map(": ".join, headers.items()))  # joined in C
-        end = "\r\n\r\n" if fields else "\r\n"
-        text = f"HTTP/1.1 {status} {reason or reason_of(status)}\r\n{fields}{end}"
-        return text.encode("utf-8", "surrogateescape")
+        line = _status_line(status, reason)
+        if self.keep_alive:
+            return b"%s%s%s\r\n" % (line, fields, framing)
+        return b"%s%s%sConnection: close\r\n\r\n" % (line, fields, framing)
 
     async def _write(self, data: bytes) -> None:
         transport = self.transport

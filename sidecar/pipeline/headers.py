@@ -29,14 +29,51 @@ HOP_BY_HOP = frozenset(
 )
 _CONNECTION = istr("Connection")
 _HOP_BY_HOP_KEYS = tuple(istr(name) for name in sorted(HOP_BY_HOP))
+_HOP_BY_HOP_BYTES = frozenset(name.encode() for name in HOP_BY_HOP)
 
 
 class HeaderRules:
-    __slots__ = ("add", "remove")
+    __slots__ = ("add", "add_block", "drop", "remove")
 
     def __init__(self, add: Mapping[str, str], remove: Iterable[str]) -> None:
         self.add = tuple(add.items())
         self.remove = frozenset(h.lower() for h in remove)
+        # The same rules for header fields kept as bytes: what never passes (hop-by-hop,
+        # removed, replaced by an added field, the length the sender frames anew), and
+        # the added fields as one block.
+        self.drop = (
+            _HOP_BY_HOP_BYTES
+            | {name.lower().encode() for name in (*self.remove, *add)}
+            | {b"content-length"}
+        )
+        self.add_block = "".join(f"{k}: {v}\r\n" for k, v in self.add).encode()
+
+
+def forward_fields(fields: list[tuple[bytes, bytes]], rules: HeaderRules) -> bytes:
+    """``fields`` as the header block sent on: ``Name: value\\r\\n`` for each field that
+    passes ``rules.drop`` and the fields the ``Connection`` field names, then the added
+    fields. Bytes pass through as they came (no decoding, no re-encoding)."""
+    drop = rules.drop
+    kept: list[bytes] = []
+    named: set[bytes] = set()
+    for name, value in fields:
+        lowered = name.lower()
+        if lowered in drop:
+            if lowered == b"connection":
+                named.update(t.strip().lower() for t in value.split(b","))
+            continue
+        kept += (name, b": ", value, b"\r\n")
+    named.discard(b"")
+    if not named.issubset(_HOP_BY_HOP_BYTES):  # rare: a field only this hop may see
+        return _without(fields, drop | named) + rules.add_block
+    kept.append(rules.add_block)
+    return b"".join(kept)
+
+
+def _without(fields: list[tuple[bytes, bytes]], drop: frozenset[bytes]) -> bytes:
+    return b"".join(
+        b"%s: %s\r\n" % (name, value) for name, value in fields if name.lower() not in drop
+    )
 
 
 def forwardable(

@@ -20,8 +20,11 @@ from discovery.model import Endpoint
 class UpstreamResponse(Protocol):
     status: int
     reason: str
-    headers: CIMultiDictProxy[str]
-    content_length: int | None
+    fields: list[tuple[bytes, bytes]]  # the header fields as received
+    content_length: int | None  # from the framing: None when chunked or close-delimited
+
+    @property
+    def headers(self) -> CIMultiDictProxy[str]: ...
 
     def iter_chunks(self) -> AsyncIterator[bytes]: ...
 

@@ -37,15 +37,30 @@ _SMALL_WRITE = 16 * 1024  # a body up to this size is copied behind the head: on
 
 
 class H1Response:
-    __slots__ = ("_conn", "_pool", "content_length", "headers", "reason", "status")
+    __slots__ = ("_conn", "_headers", "_pool", "content_length", "fields", "reason", "status")
 
     def __init__(self, conn: H1Connection, pool: EndpointPool) -> None:
         self._conn: H1Connection | None = conn
         self._pool = pool
         self.status = conn.status
         self.reason = conn.reason
-        self.headers: CIMultiDictProxy[str] = conn.headers
+        self.fields = conn.fields
+        self._headers: CIMultiDictProxy[str] | None = None
         self.content_length = conn.content_length
+
+    @property
+    def headers(self) -> CIMultiDictProxy[str]:
+        """The header fields as a multidict, decoded on first use (the proxy reads
+        ``fields``: bytes in, bytes out)."""
+        headers = self._headers
+        if headers is None:
+            headers = self._headers = CIMultiDictProxy(
+                CIMultiDict(
+                    (name.decode("latin-1"), value.decode("utf-8", "surrogateescape"))
+                    for name, value in self.fields
+                )
+            )
+        return headers
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         conn = self._conn

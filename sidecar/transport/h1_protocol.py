@@ -25,7 +25,6 @@ from collections import deque
 from typing import TYPE_CHECKING, cast
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
-from multidict import CIMultiDict, CIMultiDictProxy
 
 from sidecar.pipeline.errors import UpstreamReset
 
@@ -33,7 +32,6 @@ if TYPE_CHECKING:
     from sidecar.transport.h1_pool import EndpointPool
 
 READ_HIGH = 64 * 1024  # buffered body bytes above which the socket is no longer read
-_EMPTY_HEADERS: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict())
 
 
 class H1Connection(asyncio.Protocol):
@@ -50,14 +48,13 @@ class H1Connection(asyncio.Protocol):
         "_message_done",
         "_parser",
         "_parser_spent",
-        "_raw_headers",
         "_read_paused",
         "_until_eof",
         "_waiter",
         "_write_paused",
         "closed",
         "content_length",
-        "headers",
+        "fields",
         "idle_since",
         "in_pool",
         "pool",
@@ -81,7 +78,6 @@ class H1Connection(asyncio.Protocol):
         self._read_paused = False
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
-        self._raw_headers: list[tuple[str, str]] = []
         self._active = False
         self._head = False
         self._headers_done = False
@@ -91,7 +87,7 @@ class H1Connection(asyncio.Protocol):
         self._error: UpstreamReset | None = None
         self.status = 0
         self.reason = ""
-        self.headers = _EMPTY_HEADERS
+        self.fields: list[tuple[bytes, bytes]] = []  # the response's header fields, as sent
         self.content_length: int | None = None
         self.received_any = False
         self.request_sent = False
@@ -274,7 +270,7 @@ class H1Connection(asyncio.Protocol):
         if self._message_done:
             self._keep_alive = False  # a second message nobody asked for
             return
-        self._raw_headers = []
+        self.fields = []
 
     def on_status(self, reason: bytes) -> None:
         if not self._message_done:
@@ -282,10 +278,7 @@ class H1Connection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if not self._message_done:
-            # The same decoding the downstream side uses, so bytes pass through unchanged.
-            self._raw_headers.append(
-                (name.decode("latin-1"), value.decode("utf-8", "surrogateescape"))
-            )
+            self.fields.append((name, value))  # kept as bytes: most pass through untouched
 
     def on_headers_complete(self) -> None:
         if self._message_done:
@@ -294,11 +287,14 @@ class H1Connection(asyncio.Protocol):
         self.status = status
         if status < 200:
             return  # informational: the final answer follows
-        headers: CIMultiDict[str] = CIMultiDict(self._raw_headers)
-        self.headers = CIMultiDictProxy(headers)
-        te = headers.get("Transfer-Encoding")
-        chunked = te is not None and te.rsplit(",", 1)[-1].strip().lower() == "chunked"
-        length = headers.get("Content-Length")
+        te = length = None
+        for name, value in self.fields:
+            lowered = name.lower()
+            if lowered == b"content-length":
+                length = length or value
+            elif lowered == b"transfer-encoding":
+                te = te or value
+        chunked = te is not None and te.rsplit(b",", 1)[-1].strip().lower() == b"chunked"
         if length is not None and not chunked:
             self.content_length = int(length)  # the parser rejected anything not a number
         self._until_eof = self.content_length is None and not chunked

@@ -126,6 +126,24 @@ upstreams:
         (
             "service: {name: s, port: 1}\n"
             "upstreams: [{name: a, listen: 'h:1', discovery: {static: [a:1]},"
+            " response_headers: {add: {x-a: \"v\\r\\nevil: 1\"}}}]",
+            "upstreams[0].response_headers.add: the value of x-a holds CR, LF or NUL",
+        ),
+        (
+            "service: {name: s, port: 1}\n"
+            "upstreams: [{name: a, listen: 'h:1', discovery: {static: [a:1]},"
+            " request_headers: {add: {'x a': v}}}]",
+            "upstreams[0].request_headers.add: 'x a' is not a valid header name",
+        ),
+        (
+            "service: {name: s, port: 1}\n"
+            "upstreams: [{name: a, listen: 'h:1', discovery: {static: [a:1]},"
+            " request_headers: {remove: ['x:y']}}]",
+            "upstreams[0].request_headers.remove: 'x:y' is not a valid header name",
+        ),
+        (
+            "service: {name: s, port: 1}\n"
+            "upstreams: [{name: a, listen: 'h:1', discovery: {static: [a:1]},"
             " balancer: {policy: ring_hash}}]",
             "upstreams[0].balancer: balancer.hash_on is required with policy ring_hash",
         ),
