@@ -191,8 +191,12 @@ class EndpointBreaker:
             return
         if outcome is None or outcome is Outcome.LOCAL_REJECTION:
             return
-        if (outcome is Outcome.SUCCESS and not permit.trial and self._cb.fail_counter == 0
-                and self._cb.current_state == pybreaker.STATE_CLOSED):
+        if (
+            outcome is Outcome.SUCCESS
+            and not permit.trial
+            and self._cb.fail_counter == 0
+            and self._cb.current_state == pybreaker.STATE_CLOSED
+        ):
             # The hot path: a success on a healthy circuit changes nothing in pybreaker
             # (it would reset a counter that is already 0), so skip its call machinery.
             return

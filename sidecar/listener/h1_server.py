@@ -175,18 +175,17 @@ class H1Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         parser = self.parser
-        headers: CIMultiDict[str] = CIMultiDict()
-        length: int | None = None
-        chunked = False
-        for raw_name, raw_value in self._headers:
-            name = raw_name.decode("latin-1")
-            value = raw_value.decode("utf-8", "surrogateescape")
-            headers.add(name, value)
-            lowered = name.lower()
-            if lowered == "content-length":
-                length = int(value)  # llhttp already rejected a malformed or repeated one
-            elif lowered == "transfer-encoding":
-                chunked = True
+        headers: CIMultiDict[str] = CIMultiDict(
+            [
+                (name.decode("latin-1"), value.decode("utf-8", "surrogateescape"))
+                for name, value in self._headers
+            ]
+        )
+        given_length = headers.get("Content-Length")
+        # llhttp already rejected a malformed or repeated length, and a length beside
+        # Transfer-Encoding.
+        length = int(given_length) if given_length is not None else None
+        chunked = "Transfer-Encoding" in headers
         given = parser.get_http_version()
         version = HTTP11 if given == "1.1" else (HTTP10 if given == "1.0" else HttpVersion(1, 0))
         has_body = chunked or bool(length)
