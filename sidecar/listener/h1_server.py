@@ -18,8 +18,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from email.utils import formatdate
 from http import HTTPStatus
 
 import httptools
@@ -59,15 +61,30 @@ def _status_line(status: int, reason: str) -> bytes:
     return line
 
 
+_date: tuple[int, bytes] = (0, b"")
+
+
+def date_field() -> bytes:
+    """``Date: ...\\r\\n`` for this second (RFC 9110 §6.6.1: an origin server with a clock
+    dates its answers), formatted once a second."""
+    global _date
+    now = int(time.time())
+    if _date[0] != now:
+        _date = (now, b"Date: %s\r\n" % formatdate(now, usegmt=True).encode())
+    return _date[1]
+
+
 def _fields(headers: CIMultiDict[str]) -> bytes:
-    """``headers`` as a block of ``Name: value\\r\\n`` lines, framing and Connection
-    fields left out (the connection writes its own)."""
+    """``headers`` of an answer the sidecar makes itself as a block of ``Name: value\\r\\n``
+    lines, dated, with framing and Connection fields left out (the connection writes its
+    own)."""
     for name in ("Content-Length", "Transfer-Encoding", "Connection"):
         headers.popall(name, None)
+    date = b"" if "Date" in headers else date_field()
     if not headers:
-        return b""
+        return date
     text = "\r\n".join(map(": ".join, headers.items()))  # joined in C
-    return (text + "\r\n").encode("utf-8", "surrogateescape")
+    return date + (text + "\r\n").encode("utf-8", "surrogateescape")
 
 
 class _Refused(Exception):
@@ -383,9 +400,9 @@ class H1Connection(asyncio.Protocol):
             head = (
                 f"HTTP/1.1 {status} {reason_of(status)}\r\nContent-Type: text/plain\r\n"
                 f"x-pilotfish-error: bad_request\r\nContent-Length: {len(body)}\r\n"
-                "Connection: close\r\n\r\n"
+                "Connection: close\r\n"
             ).encode()
-            self.transport.write(head + body)
+            self.transport.write(head + date_field() + b"\r\n" + body)
         self._close()
 
     def _arm_idle(self) -> None:

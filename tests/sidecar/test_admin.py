@@ -6,7 +6,9 @@ import asyncio
 import json
 import logging
 import socket
+import time
 from collections.abc import Iterator
+from email.utils import parsedate_to_datetime
 
 import pytest
 import yaml
@@ -84,6 +86,16 @@ async def test_the_page_is_never_cached_and_data_routes_say_nothing_about_cachin
     port = admin_port(sidecar)
     assert (await ask(port, "GET", "/")).headers["Cache-Control"] == "no-store"
     assert "Cache-Control" not in (await ask(port, "GET", "/clusters")).headers
+
+
+@pytest.mark.parametrize(("method", "path"), [("GET", "/ready"), ("GET", "/nope"), ("POST", "/")])
+async def test_answers_are_dated(sidecar, method, path):
+    # RFC 9110 §6.6.1: an origin server with a clock dates its 2xx, 3xx and 4xx answers.
+    before = time.time()
+    reply = await ask(admin_port(sidecar), method, path)
+    dated = parsedate_to_datetime(reply.headers["Date"]).timestamp()
+    assert int(before) <= dated <= time.time()
+    assert reply.headers["Date"].endswith(" GMT")
 
 
 @pytest.mark.parametrize("path", ["/live", "/ready", "/config", "/"])
