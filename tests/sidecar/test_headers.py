@@ -9,14 +9,18 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from sidecar.pipeline.headers import HOP_BY_HOP, HeaderRules, forward_fields, forwardable
 
 
-def reference(fields: list[tuple[str, str]], rules: HeaderRules | None) -> list[tuple[str, str]]:
-    named = {
+def connection_named(fields: list[tuple[str, str]]) -> set[str]:
+    return {
         token.strip().lower()
         for name, value in fields
         if name.lower() == "connection"
         for token in value.split(",")
         if token.strip()
     }
+
+
+def reference(fields: list[tuple[str, str]], rules: HeaderRules | None) -> list[tuple[str, str]]:
+    named = connection_named(fields)
     drop = HOP_BY_HOP | named | (rules.remove if rules else frozenset())
     kept = [(n, v) for n, v in fields if n.lower() not in drop]
     for name, value in rules.add if rules else ():
@@ -59,13 +63,7 @@ def block_reference(fields: list[tuple[str, str]], rules: HeaderRules) -> bytes:
     """forward_fields' contract: the response's own fields minus hop-by-hop, the fields
     Connection names, removed, replaced and Content-Length (the sender frames anew), then
     the added fields."""
-    named = {
-        token.strip().lower()
-        for name, value in fields
-        if name.lower() == "connection"
-        for token in value.split(",")
-        if token.strip()
-    }
+    named = connection_named(fields)
     drop = HOP_BY_HOP | named | rules.remove | {n.lower() for n, _ in rules.add}
     drop |= {"content-length"}
     kept = [(n, v) for n, v in fields if n.lower() not in drop] + list(rules.add)
