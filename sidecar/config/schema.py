@@ -268,6 +268,12 @@ class TracingConfig:
     ] = field("parentbased_traceidratio")
     sampler_arg: float = field(1.0, check=between(0, 1))
     headers: dict[str, str] = field(default_factory=dict)
+    # The batch span processor, named as in OpenTelemetry (``OTEL_BSP_*``). Exports are
+    # smaller and more often than the SDK's 5 s default: encoding a batch holds the
+    # interpreter, and a large one stalls the requests waiting behind it.
+    schedule_delay: Annotated[float, Duration] = field(0.5, check=between(0.001, 3600))
+    max_queue_size: int = field(2048, check=at_least(1))
+    max_export_batch_size: int = field(128, check=at_least(1))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -14,7 +14,6 @@ shutdown run on a thread and are bounded in time).
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry.context import Context
@@ -53,7 +52,6 @@ if TYPE_CHECKING:
     from sidecar.listener.request import DownstreamRequest
     from sidecar.pipeline.exchange import Exchange
 
-DEFAULT_MAX_QUEUE = 2048
 # By (sampled + 2 * random trace id): the four trace-flags values a span of ours can carry.
 _TRACE_FLAGS = tuple(
     TraceFlags((TraceFlags.SAMPLED if i & 1 else 0) | (TraceFlags.RANDOM_TRACE_ID if i & 2 else 0))
@@ -95,7 +93,6 @@ class Tracing:
         service_name: str,
         counts: ExportCounts,
         *,
-        max_queue: int | None = None,
         version: str = "",
     ) -> None:
         resource = Resource.create({SERVICE_NAME: config.service_name or service_name})
@@ -108,7 +105,7 @@ class Tracing:
         )
         self.exporting = config.endpoint is not None
         if config.endpoint is not None:
-            queue = max_queue or int(os.environ.get("OTEL_BSP_MAX_QUEUE_SIZE") or DEFAULT_MAX_QUEUE)
+            queue = config.max_queue_size
             # Imported here: protobuf and the exporter cost ~0.1 s of start-up when unused.
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
@@ -116,7 +113,10 @@ class Tracing:
 
             def batch(inner: SpanExporter) -> BatchSpanProcessor:
                 return BatchSpanProcessor(
-                    inner, max_queue_size=queue, max_export_batch_size=min(512, queue)
+                    inner,
+                    max_queue_size=queue,
+                    schedule_delay_millis=config.schedule_delay * 1000,
+                    max_export_batch_size=min(config.max_export_batch_size, queue),
                 )
 
             self.provider.add_span_processor(counting_pipeline(exporter, counts, queue, batch))

@@ -257,17 +257,38 @@ async def test_an_unreachable_collector_fails_exports_not_requests(
     assert metrics.value("pilotfish_trace_export_spans_total", result="exported") == 0
 
 
-@pytest.mark.parametrize("queue", [4])
-async def test_a_full_export_queue_drops_and_counts_spans(
-    otlp, backends, sidecar_factory, client, monkeypatch, queue
+async def test_spans_reach_the_collector_on_the_export_schedule_without_a_flush(
+    otlp, backends, sidecar_factory, client
 ):
-    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", str(queue))
-    otlp.gate = asyncio.Event()  # the collector stalls: exports pile up
+    # Exports go out every 0.5 s by default (the SDK's 5 s would time this out), so no
+    # large batch builds up to stall requests while it is encoded.
     (backend,) = await backends(1)
     sc = await sidecar_factory(
         config_yaml(
             [{"name": "api", "discovery": {"static": [backend.address]}}],
             tracing=tracing(otlp, "svc"),
+        )
+    )
+    async with client.get(url(sc, "upstream:api", "/")) as r:
+        assert r.status == 200
+
+    async def no_flush() -> None:
+        return None
+
+    spans = await otlp.wait_for(lambda got: len(got) == 2, no_flush, timeout=3.0)
+    assert {s.kind for s in spans} == {SERVER, CLIENT}
+
+
+@pytest.mark.parametrize("queue", [4])
+async def test_a_full_export_queue_drops_and_counts_spans(
+    otlp, backends, sidecar_factory, client, queue
+):
+    otlp.gate = asyncio.Event()  # the collector stalls: exports pile up
+    (backend,) = await backends(1)
+    sc = await sidecar_factory(
+        config_yaml(
+            [{"name": "api", "discovery": {"static": [backend.address]}}],
+            tracing=tracing(otlp, "svc", max_queue_size=queue),
         )
     )
     requests = 20

@@ -126,7 +126,7 @@ upstreams:
         (
             "service: {name: s, port: 1}\n"
             "upstreams: [{name: a, listen: 'h:1', discovery: {static: [a:1]},"
-            " response_headers: {add: {x-a: \"v\\r\\nevil: 1\"}}}]",
+            ' response_headers: {add: {x-a: "v\\r\\nevil: 1"}}}]',
             "upstreams[0].response_headers.add: the value of x-a holds CR, LF or NUL",
         ),
         (
@@ -213,6 +213,37 @@ def test_environment_overrides_and_interpolation():
     assert "service.name: environment variable MISSING is not set" in errors_of(
         "service: {name: '${MISSING}', port: 1}"
     )
+
+
+def test_batch_span_processor_variables_map_to_tracing_keys():
+    env = {
+        "OTEL_BSP_SCHEDULE_DELAY": "250",  # milliseconds, as OpenTelemetry gives it
+        "OTEL_BSP_MAX_QUEUE_SIZE": "4096",
+        "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "64",
+    }
+    tracing = load_text("service: {name: s, port: 1}", environ=env).tracing
+    assert (tracing.schedule_delay, tracing.max_queue_size, tracing.max_export_batch_size) == (
+        0.25,
+        4096,
+        64,
+    )
+    defaults = load_text("service: {name: s, port: 1}", environ={}).tracing
+    assert (defaults.schedule_delay, defaults.max_queue_size) == (0.5, 2048)
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "error"),
+    [
+        ("OTEL_BSP_MAX_QUEUE_SIZE", "lots", "tracing.max_queue_size: "),
+        ("OTEL_BSP_MAX_QUEUE_SIZE", "0", "tracing.max_queue_size: must be >= 1, got 0"),
+        ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "-5", "tracing.max_export_batch_size: "),
+        ("OTEL_BSP_SCHEDULE_DELAY", "soon", "tracing.schedule_delay: "),
+    ],
+)
+def test_bad_batch_span_processor_variables_are_config_errors(var, value, error):
+    with pytest.raises(ConfigError) as caught:
+        load_text("service: {name: s, port: 1}", environ={var: value})
+    assert any(line.startswith(error) for line in caught.value.errors), caught.value.errors
 
 
 def test_configs_are_frozen():
