@@ -141,9 +141,13 @@ def apply_environment(raw: dict[str, Any], env: Mapping[str, str]) -> None:
                 tracing["sampler_arg"] = env["OTEL_TRACES_SAMPLER_ARG"]
         if env.get("OTEL_SDK_DISABLED", "").lower() == "true":
             tracing["enabled"] = False
-        delay = env.get("OTEL_BSP_SCHEDULE_DELAY")
-        if delay:  # OpenTelemetry gives it in milliseconds
-            tracing["schedule_delay"] = f"{delay}ms" if delay.isdigit() else delay
+        for var, key in (
+            ("OTEL_BSP_SCHEDULE_DELAY", "schedule_delay"),
+            ("OTEL_BSP_EXPORT_TIMEOUT", "export_timeout"),
+        ):
+            if env.get(var):  # OpenTelemetry gives these in milliseconds
+                text = env[var]
+                tracing[key] = f"{text}ms" if text.isdigit() else text
         for var, key in (
             ("OTEL_BSP_MAX_QUEUE_SIZE", "max_queue_size"),
             ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "max_export_batch_size"),

@@ -274,6 +274,7 @@ class TracingConfig:
     schedule_delay: Annotated[float, Duration] = field(0.5, check=between(0.001, 3600))
     max_queue_size: int = field(2048, check=at_least(1))
     max_export_batch_size: int = field(128, check=at_least(1))
+    export_timeout: Annotated[float, Duration] = field(30.0, check=between(0.001, 3600))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

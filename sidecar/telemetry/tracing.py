@@ -116,6 +116,7 @@ class Tracing:
                     inner,
                     max_queue_size=queue,
                     schedule_delay_millis=config.schedule_delay * 1000,
+                    export_timeout_millis=config.export_timeout * 1000,
                     max_export_batch_size=min(config.max_export_batch_size, queue),
                 )
 

@@ -220,6 +220,7 @@ def test_batch_span_processor_variables_map_to_tracing_keys():
         "OTEL_BSP_SCHEDULE_DELAY": "250",  # milliseconds, as OpenTelemetry gives it
         "OTEL_BSP_MAX_QUEUE_SIZE": "4096",
         "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": "64",
+        "OTEL_BSP_EXPORT_TIMEOUT": "10000",
     }
     tracing = load_text("service: {name: s, port: 1}", environ=env).tracing
     assert (tracing.schedule_delay, tracing.max_queue_size, tracing.max_export_batch_size) == (
@@ -227,6 +228,7 @@ def test_batch_span_processor_variables_map_to_tracing_keys():
         4096,
         64,
     )
+    assert tracing.export_timeout == 10.0
     defaults = load_text("service: {name: s, port: 1}", environ={}).tracing
     assert (defaults.schedule_delay, defaults.max_queue_size) == (0.5, 2048)
 
@@ -238,6 +240,7 @@ def test_batch_span_processor_variables_map_to_tracing_keys():
         ("OTEL_BSP_MAX_QUEUE_SIZE", "0", "tracing.max_queue_size: must be >= 1, got 0"),
         ("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "-5", "tracing.max_export_batch_size: "),
         ("OTEL_BSP_SCHEDULE_DELAY", "soon", "tracing.schedule_delay: "),
+        ("OTEL_BSP_EXPORT_TIMEOUT", "abc", "tracing.export_timeout: "),
     ],
 )
 def test_bad_batch_span_processor_variables_are_config_errors(var, value, error):
