@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
+from discovery.hostport import split_host_port
 from sidecar.config.build import Builder, Duration, Nested, at_least, between, field
 from sidecar.config.policies import (
     BalancerConfig,
@@ -71,8 +72,21 @@ def _header_fields(fields: dict[str, str]) -> str | None:
     return None
 
 
-def _non_empty(value: tuple[str, ...]) -> str | None:
-    return None if value else "must name at least one nameserver"
+def _host_port(value: str) -> str | None:
+    try:
+        split_host_port(value, 1)  # the port may be left out: each user has its default
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _nameservers(value: tuple[str, ...]) -> str | None:
+    if not value:
+        return "must name at least one nameserver"
+    for server in value:
+        if problem := _host_port(server):
+            return problem
+    return None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -181,7 +195,7 @@ class DnsRefreshConfig:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DnsSrvDiscoveryConfig:
     name: str = field()
-    nameservers: tuple[str, ...] = field(("127.0.0.1:8600",), check=_non_empty)
+    nameservers: tuple[str, ...] = field(("127.0.0.1:8600",), check=_nameservers)
     refresh: DnsRefreshConfig = field(default_factory=DnsRefreshConfig)
     timeout: Annotated[float, Duration] = field(2.0)
 
@@ -246,7 +260,7 @@ class ConsulTlsConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConsulConfig:
-    address: str = field("127.0.0.1:8500")
+    address: str = field("127.0.0.1:8500", check=_host_port)
     scheme: Literal["http", "https"] = field("http")
     token: str | None = field(None)
     datacenter: str | None = field(None)

@@ -288,3 +288,28 @@ def test_check_config_cli_exit_codes(tmp_path: Path):
         [sys.executable, "-m", "sidecar", "--version"], capture_output=True, text=True, check=False
     )
     assert version.returncode == 0 and "pilotfish" in version.stdout
+
+
+@pytest.mark.parametrize(
+    ("snippet", "expected"),
+    [
+        (
+            "service: {name: s, port: 1}\nconsul: {address: '::1:8500'}",
+            "consul.address: '::1:8500': write IPv6 addresses in brackets, e.g. [::1]:8500",
+        ),
+        (
+            "service: {name: s, port: 1}\n"
+            "upstreams: [{name: a, listen: 'h:1',"
+            " discovery: {dns_srv: {name: a.service.consul, nameservers: ['ns:70000']}}}]",
+            "upstreams[0].discovery.dns_srv.nameservers: 'ns:70000': port must be 1..65535",
+        ),
+    ],
+)
+def test_consul_and_nameserver_addresses_are_checked(snippet, expected):
+    assert expected in errors_of(snippet)
+
+
+def test_a_bad_consul_address_from_the_environment_is_a_config_error():
+    with pytest.raises(ConfigError) as caught:
+        load_text("service: {name: s, port: 1}", environ={"CONSUL_HTTP_ADDR": "http://[::1"})
+    assert caught.value.errors == ["consul.address: '[::1': unterminated or empty [IPv6] literal"]
