@@ -37,6 +37,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("pilotfish")
 
 
+class StartError(Exception):
+    """The sidecar cannot start as configured (a listener cannot bind); the message says why."""
+
+
 @dataclass
 class Listener:
     name: str
@@ -157,7 +161,11 @@ class Sidecar:
 
     async def _serve(self, name: str, handler: Handler, host: str, port: int) -> None:
         server = H1Server(handler)
-        bound_host, bound_port = await server.start(host, port)
+        try:
+            bound_host, bound_port = await server.start(host, port)
+        except OSError as exc:  # in use, not an address of this host, name not found
+            reason = exc.strerror or str(exc)
+            raise StartError(f"listener {name}: cannot listen on {host}:{port}: {reason}") from None
         self.state.listeners[name] = Listener(name, server, bound_host, bound_port)
 
     async def _register(self) -> None:

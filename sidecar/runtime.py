@@ -13,7 +13,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 
-from sidecar.app import Sidecar
+from sidecar.app import Sidecar, StartError
 from sidecar.config.schema import Config
 
 # Allocations (net of frees) between young-generation collections; CPython's default is 700.
@@ -44,7 +44,12 @@ async def serve(config: Config) -> int:
     for sig in signals:
         loop.add_signal_handler(sig, stop.set)
     try:
-        await sidecar.start()
+        try:
+            await sidecar.start()
+        except StartError as exc:
+            logging.getLogger("pilotfish").error("%s", exc)
+            await sidecar.stop()  # what did start (discovery, health checks) stops again
+            return 1
         settle_garbage_collector()
         await stop.wait()
         for sig in signals:  # a second signal ends the drain at once

@@ -192,3 +192,30 @@ async def test_demo_runs_its_duration_and_stops_cleanly(chaos: bool):
         assert name in text
     if chaos:
         assert "[chaos: bravo killed]" in text
+
+
+async def test_a_listener_that_cannot_bind_ends_the_process_with_a_clear_error(tmp_path: Path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = {
+            "service": {"name": "proc", "port": 1},
+            "listeners": {"admin": {"address": "127.0.0.1", "port": free_port()}},
+            "upstreams": [
+                {"name": "app", "listen": f"127.0.0.1:{port}", "discovery": {"static": ["a:1"]}}
+            ],
+            "tracing": {"enabled": False},
+        }
+        path = tmp_path / "pilotfish.yaml"
+        path.write_text(yaml.safe_dump(config))
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "sidecar", "run", "--config", str(path),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 1
+    text = err.decode()
+    assert f"listener upstream:app: cannot listen on 127.0.0.1:{port}:" in text
+    assert "address already in use" in text
+    assert "Traceback" not in text
