@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from discovery.hostport import split_host_port
 from sidecar.config.build import Builder, Duration, Nested, at_least, between, field
@@ -77,6 +78,19 @@ def _host_port(value: str) -> str | None:
         split_host_port(value, 1)  # the port may be left out: each user has its default
     except ValueError as exc:
         return str(exc)
+    return None
+
+
+def _http_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    url = urlsplit(value)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        return f"expected an http:// or https:// URL, got {value!r}"
+    try:
+        url.port  # noqa: B018 - raises on a port that is not a number or out of range
+    except ValueError as exc:
+        return f"{value!r}: {exc}"
     return None
 
 
@@ -271,7 +285,7 @@ class ConsulConfig:
 class TracingConfig:
     enabled: bool = field(True)
     service_name: str | None = field(None)  # default: service.name
-    endpoint: str | None = field(None)  # OTLP/HTTP traces URL; None = do not export
+    endpoint: str | None = field(None, check=_http_url)  # OTLP/HTTP traces URL; None: no export
     sampler: Literal[
         "always_on",
         "always_off",

@@ -313,3 +313,19 @@ def test_a_bad_consul_address_from_the_environment_is_a_config_error():
     with pytest.raises(ConfigError) as caught:
         load_text("service: {name: s, port: 1}", environ={"CONSUL_HTTP_ADDR": "http://[::1"})
     assert caught.value.errors == ["consul.address: '[::1': unterminated or empty [IPv6] literal"]
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "error"),
+    [
+        ("not a url", "tracing.endpoint: expected an http:// or https:// URL, got 'not a url'"),
+        ("grpc://jaeger:4317", "tracing.endpoint: expected an http:// or https:// URL, got "),
+        ("http://jaeger:99999/v1/traces", "tracing.endpoint: 'http://jaeger:99999/v1/traces': "),
+    ],
+)
+def test_a_tracing_endpoint_must_be_an_http_url(endpoint, error):
+    with pytest.raises(ConfigError) as caught:
+        load_text(
+            "service: {name: s, port: 1}", environ={"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": endpoint}
+        )
+    assert any(line.startswith(error) for line in caught.value.errors), caught.value.errors
