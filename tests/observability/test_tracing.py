@@ -237,74 +237,6 @@ async def test_tracing_disabled_passes_traceparent_through_untouched(
     assert backend.requests[0]["headers"]["traceparent"] == incoming
 
 
-async def test_an_unreachable_collector_fails_exports_not_requests(
-    backends, sidecar_factory, client, closed_port, monkeypatch
-):
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "0.5")
-    (backend,) = await backends(1)
-    sc = await sidecar_factory(
-        config_yaml(
-            [{"name": "api", "discovery": {"static": [backend.address]}}],
-            tracing={"enabled": True, "endpoint": f"http://127.0.0.1:{closed_port}/v1/traces"},
-        )
-    )
-    for _ in range(5):
-        async with client.get(url(sc, "upstream:api", "/")) as r:
-            assert r.status == 200
-    await sc.observer.flush()
-    metrics = await scrape(client, sc)
-    assert metrics.value("pilotfish_trace_export_spans_total", result="failed") == 10
-    assert metrics.value("pilotfish_trace_export_spans_total", result="exported") == 0
-
-
-async def test_spans_reach_the_collector_on_the_export_schedule_without_a_flush(
-    otlp, backends, sidecar_factory, client
-):
-    # Exports go out every 0.5 s by default (the SDK's 5 s would time this out), so no
-    # large batch builds up to stall requests while it is encoded.
-    (backend,) = await backends(1)
-    sc = await sidecar_factory(
-        config_yaml(
-            [{"name": "api", "discovery": {"static": [backend.address]}}],
-            tracing=tracing(otlp, "svc"),
-        )
-    )
-    async with client.get(url(sc, "upstream:api", "/")) as r:
-        assert r.status == 200
-
-    async def no_flush() -> None:
-        return None
-
-    spans = await otlp.wait_for(lambda got: len(got) == 2, no_flush, timeout=3.0)
-    assert {s.kind for s in spans} == {SERVER, CLIENT}
-
-
-@pytest.mark.parametrize("queue", [4])
-async def test_a_full_export_queue_drops_and_counts_spans(
-    otlp, backends, sidecar_factory, client, queue
-):
-    otlp.gate = asyncio.Event()  # the collector stalls: exports pile up
-    (backend,) = await backends(1)
-    sc = await sidecar_factory(
-        config_yaml(
-            [{"name": "api", "discovery": {"static": [backend.address]}}],
-            tracing=tracing(otlp, "svc", max_queue_size=queue),
-        )
-    )
-    requests = 20
-    for _ in range(requests):
-        async with client.get(url(sc, "upstream:api", "/")) as r:
-            assert r.status == 200
-    otlp.gate.set()
-    assert await sc.observer.flush()  # waits for the stalled export, then sends the rest
-    metrics = await scrape(client, sc)
-    dropped = metrics.value("pilotfish_trace_spans_dropped_total")
-    exported = metrics.value("pilotfish_trace_export_spans_total", result="exported")
-    assert dropped >= 2 * requests - 2 * queue  # at most a queue in export and one waiting
-    assert dropped + exported == 2 * requests
-    assert len(otlp.spans) == exported
-
-
 @pytest.mark.parametrize(
     "tracing_config",
     [
@@ -433,23 +365,6 @@ async def test_ring_hash_fallback_is_an_event_and_a_counter(
     assert attempt.attributes["pilotfish.endpoint"] == attrs["pilotfish.endpoint"]
     metrics = await scrape(client, sc)
     assert metrics.value("pilotfish_upstream_ring_hash_fallbacks_total", cluster="api") == 1
-
-
-async def test_stopping_the_sidecar_exports_the_spans_still_queued(
-    otlp, backends, sidecar_factory, client
-):
-    (backend,) = await backends(1)
-    sc = await sidecar_factory(
-        config_yaml(
-            [{"name": "api", "discovery": {"static": [backend.address]}}],
-            tracing=tracing(otlp, "svc"),
-        )
-    )
-    async with client.get(url(sc, "upstream:api", "/")) as r:
-        assert r.status == 200
-    assert otlp.spans == []  # the batch processor waits seconds before exporting on its own
-    await sc.stop()
-    assert sorted(s.kind for s in otlp.spans) == sorted([SERVER, CLIENT])
 
 
 async def test_a_failing_hook_is_counted_and_the_request_goes_on(
