@@ -179,8 +179,11 @@ async def test_sigterm_drains_the_request_in_flight_then_exits_0(
 async def test_demo_runs_its_duration_and_stops_cleanly(chaos: bool):
     args = [sys.executable, "-m", "sidecar", "demo", "--duration", "3", "--rate", "40"]
     proc = await asyncio.create_subprocess_exec(
-        *args, *(["--chaos"] if chaos else []),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        *args,
+        *(["--chaos"] if chaos else []),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, err.decode()
     text = out.decode()
