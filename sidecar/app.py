@@ -80,6 +80,7 @@ class Sidecar:
         transport = H1Transport(
             connect_timeout=upstream.timeouts.connect,
             idle_timeout=upstream.timeouts.idle,
+            stream_idle_timeout=upstream.timeouts.stream_idle,
             max_connections=limits.max_connections,
             max_pending=limits.max_pending,
         )

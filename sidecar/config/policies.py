@@ -76,6 +76,7 @@ class TimeoutsConfig:
     connect: Annotated[float, Duration] = field(1.0)
     total: Annotated[float, Duration] = field(15.0)  # 0 = no total deadline
     idle: Annotated[float, Duration] = field(4.0)  # pooled upstream connections
+    stream_idle: Annotated[float, Duration] = field(300.0)  # response body silence; 0 = none
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -107,18 +107,27 @@ class H1Response:
 
 
 class H1Transport:
-    __slots__ = ("_connect_timeout", "_idle_timeout", "_max_connections", "_pending", "_pools")
+    __slots__ = (
+        "_connect_timeout",
+        "_idle_timeout",
+        "_max_connections",
+        "_pending",
+        "_pools",
+        "_stream_idle_timeout",
+    )
 
     def __init__(
         self,
         *,
         connect_timeout: float,
         idle_timeout: float,
+        stream_idle_timeout: float = 0.0,
         max_connections: int = 1024,
         max_pending: int = 1024,
     ) -> None:
         self._connect_timeout = connect_timeout
         self._idle_timeout = idle_timeout
+        self._stream_idle_timeout = stream_idle_timeout
         self._max_connections = max_connections
         # Shared by every endpoint of the cluster, like Envoy's max_pending_requests.
         self._pending = PendingLimit(max_pending)
@@ -133,6 +142,7 @@ class H1Transport:
                 endpoint.id,
                 connect_timeout=self._connect_timeout,
                 idle_timeout=self._idle_timeout,
+                stream_idle_timeout=self._stream_idle_timeout,
                 loop=asyncio.get_running_loop(),
                 max_connections=self._max_connections,
             )

@@ -45,6 +45,7 @@ class EndpointPool:
         "label",
         "max_connections",
         "port",
+        "stream_idle_timeout",
     )
 
     def __init__(
@@ -57,10 +58,13 @@ class EndpointPool:
         idle_timeout: float,
         loop: asyncio.AbstractEventLoop,
         max_connections: int = 1024,
+        stream_idle_timeout: float = 0.0,
     ) -> None:
         self.host = host
         self.port = port
         self.label = label
+        # Longest silence within a response body before the exchange fails; 0: none.
+        self.stream_idle_timeout = stream_idle_timeout
         self._connect_timeout = connect_timeout or None
         self._idle_timeout = idle_timeout
         self._loop = loop

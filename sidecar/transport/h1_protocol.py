@@ -12,6 +12,8 @@ Invariants:
   framing headers say (the parser cannot know the request method, so the exchange is
   finished here once the headers are in, and the parser is replaced before the next one).
 - A body without Content-Length or chunked framing ends when the upstream closes.
+- A body read that waits longer than the pool's ``stream_idle_timeout`` for the next byte
+  fails the exchange with ``UpstreamReset`` (and drops the connection).
 - Failures are kept as ``UpstreamReset`` and raised to whoever waits, after the body bytes
   that did arrive; no raw exception leaves this module.
 - ``reusable`` holds only when the response was received whole, the request was written
@@ -179,7 +181,7 @@ class H1Connection(asyncio.Protocol):
                 return b""  # received whole: a later failure (of the upload) changes nothing
             if self._error is not None:
                 raise self._error
-            await self._wait()
+            await self._wait_body()
 
     def fail(self, error: UpstreamReset) -> None:
         """End the exchange with ``error`` and drop the connection."""
@@ -208,6 +210,22 @@ class H1Connection(asyncio.Protocol):
             await waiter
         finally:
             self._waiter = None
+
+    async def _wait_body(self) -> None:
+        # A timer only while a body read waits, so bodies that arrive with their headers
+        # (most) cost nothing; a body that stops arriving fails instead of hanging.
+        idle = self.pool.stream_idle_timeout
+        if not idle:
+            await self._wait()
+            return
+        timer = self._loop.call_later(idle, self._body_stalled, idle)
+        try:
+            await self._wait()
+        finally:
+            timer.cancel()
+
+    def _body_stalled(self, idle: float) -> None:
+        self.fail(UpstreamReset(f"{self.pool.label} sent no body bytes for {idle:g}s"))
 
     def _wake(self) -> None:
         waiter = self._waiter

@@ -311,3 +311,45 @@ async def test_pending_overflow_is_503_overflow_and_not_retried(backends, sideca
     assert resp.status == 200 and await resp.text() == "held"
     resp.release()
     assert b.hits == 1
+
+
+@pytest.mark.parametrize(
+    ("length", "answered"),
+    [(100, "502 upstream_reset"), (1024 * 1024, "cut")],
+    ids=["small-body-read-whole", "large-body-streamed"],
+)
+async def test_an_upstream_body_that_stops_arriving_ends_after_stream_idle(
+    backends, sidecar_factory, client, length, answered
+):
+    (b,) = await backends(1)
+    release = asyncio.Event()
+
+    async def stalls(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()
+        resp.content_length = length
+        await resp.prepare(request)
+        await resp.write(b"first")
+        await release.wait()  # the rest never comes while the sidecar waits
+        return resp
+
+    b.behaviour = stalls
+    upstream = {
+        "name": "a",
+        "discovery": {"static": [b.address]},
+        "timeouts": {"stream_idle": "200ms"},
+        "retries": {"attempts": 0},
+    }
+    sc = await sidecar_factory(config_yaml([upstream]))
+    try:
+        async with asyncio.timeout(5):  # bounds the test, far above the idle timeout
+            async with client.get(url(sc, "upstream:a", "/")) as r:
+                if answered == "cut":  # the head went out already: the connection is cut
+                    assert r.status == 200
+                    with pytest.raises(aiohttp.ClientPayloadError):
+                        await r.read()
+                else:  # nothing was sent yet: an answer says what happened
+                    assert r.status == 502
+                    assert r.headers["x-pilotfish-error"] == "upstream_reset"
+                    assert "sent no body bytes for 0.2s" in await r.text()
+    finally:
+        release.set()

@@ -201,3 +201,52 @@ async def test_bytes_out_of_turn_on_an_idle_connection_drop_it(transport: H1Tran
         resp.release()
         assert await asyncio.wait_for(server.closed_by_peer.get(), 2) == 0
         assert transport.pool(endpoint).idle_count == 0
+
+
+@pytest.mark.parametrize("how", ["read", "iter_chunks"])
+async def test_a_body_that_stops_arriving_fails_after_the_stream_idle_timeout(how: str) -> None:
+    release = asyncio.Event()
+
+    async def script(reader, writer, index):
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nfirst")
+        await writer.drain()
+        await release.wait()  # the rest never comes while the client waits
+
+    transport = H1Transport(connect_timeout=1.0, idle_timeout=5.0, stream_idle_timeout=0.2)
+    try:
+        async with RawServer(script) as endpoint:
+            resp = await transport.send(endpoint, "GET", "/", CIMultiDict(), None)
+            got = []
+            async with asyncio.timeout(5):  # bounds the test, far above the idle timeout
+                with pytest.raises(UpstreamReset, match=r"sent no body bytes for 0\.2s"):
+                    if how == "read":
+                        await resp.read()
+                    else:
+                        async for chunk in resp.iter_chunks():
+                            got.append(chunk)
+            if how == "iter_chunks":
+                assert got == [b"first"]  # what arrived is delivered first
+            assert transport.pool(endpoint).open_count == 0
+            release.set()
+    finally:
+        await transport.close()
+
+
+async def test_a_slow_but_steady_body_is_not_cut_by_the_stream_idle_timeout() -> None:
+    async def script(reader, writer, index):
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\n")
+        for part in (b"ab", b"cd", b"ef"):  # 0.3 s in all, each gap well under 0.5 s
+            await asyncio.sleep(0.1)  # the server's pace is what is tested
+            writer.write(part)
+            await writer.drain()
+
+    transport = H1Transport(connect_timeout=1.0, idle_timeout=5.0, stream_idle_timeout=0.5)
+    try:
+        async with RawServer(script) as endpoint:
+            resp = await transport.send(endpoint, "GET", "/", CIMultiDict(), None)
+            assert await resp.read() == b"abcdef"
+            resp.release()
+    finally:
+        await transport.close()
