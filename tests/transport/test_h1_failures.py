@@ -10,7 +10,7 @@ from multidict import CIMultiDict
 
 from discovery.model import Endpoint
 from sidecar.pipeline.errors import ConnectFailure, UpstreamReset
-from sidecar.transport.h1_client import H1Transport
+from sidecar.transport.h1_client import H1Response, H1Transport
 from tests.transport.servers import RawServer, read_request, response, wait_for_eof
 
 
@@ -48,6 +48,15 @@ async def test_connect_that_takes_too_long_is_a_connect_failure() -> None:
         listener.close()
 
 
+async def read_body(resp: H1Response, how: str, got: list[bytes]) -> None:
+    """Read ``resp``'s body whole (``read``) or chunk by chunk into ``got``."""
+    if how == "read":
+        await resp.read()
+        return
+    async for chunk in resp.iter_chunks():
+        got.append(chunk)
+
+
 @pytest.mark.parametrize(
     "partial",
     [
@@ -68,13 +77,9 @@ async def test_server_closing_mid_body_is_an_upstream_reset(
     async with RawServer(script) as endpoint:
         resp = await transport.send(endpoint, "GET", "/", CIMultiDict(), None)
         assert resp.status == 200
-        got = []
+        got: list[bytes] = []
         with pytest.raises(UpstreamReset, match="before the end of the body"):
-            if how == "read":
-                await resp.read()
-            else:
-                async for chunk in resp.iter_chunks():
-                    got.append(chunk)
+            await read_body(resp, how, got)
         if how == "iter_chunks":
             assert b"".join(got) == b"0123456789"  # what arrived is delivered first
         assert transport.pool(endpoint).open_count == 0
@@ -217,14 +222,10 @@ async def test_a_body_that_stops_arriving_fails_after_the_stream_idle_timeout(ho
     try:
         async with RawServer(script) as endpoint:
             resp = await transport.send(endpoint, "GET", "/", CIMultiDict(), None)
-            got = []
+            got: list[bytes] = []
             async with asyncio.timeout(5):  # bounds the test, far above the idle timeout
                 with pytest.raises(UpstreamReset, match=r"sent no body bytes for 0\.2s"):
-                    if how == "read":
-                        await resp.read()
-                    else:
-                        async for chunk in resp.iter_chunks():
-                            got.append(chunk)
+                    await read_body(resp, how, got)
             if how == "iter_chunks":
                 assert got == [b"first"]  # what arrived is delivered first
             assert transport.pool(endpoint).open_count == 0
