@@ -8,7 +8,8 @@ the connection's ``Responder`` methods: ``send`` for a whole response in one wri
   Transfer-Encoding, or a malformed length/chunk size; such a request gets 400 and the
   connection is closed (never reused after a framing doubt);
 - limits: request line ``MAX_URL`` bytes (414), ``MAX_HEADERS`` fields / ``MAX_HEADER_BYTES``
-  bytes of headers (431);
+  bytes of headers (431); a request head still incomplete ``head_timeout`` after its first
+  byte gets 408 and the connection is closed (a stalled head would otherwise hold it open);
 - a client that disconnects cancels its request's handling;
 - a request body the handler did not read is drained (small) or the connection closed.
 """
@@ -37,6 +38,7 @@ MAX_HEADERS = 100
 MAX_HEADER_BYTES = 64 * 1024
 DRAIN_LIMIT = 64 * 1024  # unread body bytes we read and drop to keep the connection
 KEEPALIVE_TIMEOUT = 75.0
+HEAD_TIMEOUT = 60.0  # a request's line and headers must arrive within this (nginx: 60 s)
 
 Handler = Callable[[DownstreamRequest, "H1Connection"], Awaitable[None]]
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
@@ -115,6 +117,7 @@ class H1Connection(asyncio.Protocol):
         # the time the connection went idle (no timer churn on the hot path).
         self._idle: asyncio.TimerHandle | None = None
         self._idle_since: float | None = None
+        self._head_since: float | None = None  # when the request head now arriving began
         # the current response
         self.started = False
         self.finished = False
@@ -178,6 +181,7 @@ class H1Connection(asyncio.Protocol):
         self._headers = []
         self._header_bytes = 0
         self._idle_since = None
+        self._head_since = self._loop.time()
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -191,6 +195,7 @@ class H1Connection(asyncio.Protocol):
         self._headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        self._head_since = None
         parser = self.parser
         headers: CIMultiDict[str] = CIMultiDict(
             [
@@ -392,14 +397,14 @@ class H1Connection(asyncio.Protocol):
         else:
             self.transport.resume_reading()
 
-    def _refuse(self, status: int, reason: str) -> None:
+    def _refuse(self, status: int, reason: str, error: str = "bad_request") -> None:
         # A framing problem: answer once (if we are not mid-response) and close.
         self.closing = True
         if self.transport is not None and self.current is None:
             body = f"{reason}\n".encode()
             head = (
                 f"HTTP/1.1 {status} {reason_of(status)}\r\nContent-Type: text/plain\r\n"
-                f"x-pilotfish-error: bad_request\r\nContent-Length: {len(body)}\r\n"
+                f"x-pilotfish-error: {error}\r\nContent-Length: {len(body)}\r\n"
                 "Connection: close\r\n"
             ).encode()
             self.transport.write(head + date_field() + b"\r\n" + body)
@@ -417,7 +422,13 @@ class H1Connection(asyncio.Protocol):
         self._idle = None
         since = self._idle_since
         if since is None:  # busy: look again one timeout from now
-            self._arm_idle_later(asyncio.get_running_loop().time())
+            now = asyncio.get_running_loop().time()
+            head = self._head_since
+            stalled = head is not None and now - head >= self.server.head_timeout
+            if stalled and self.current is None:  # a request being served is not cut
+                self._refuse(408, "request head not received in time", "request_timeout")
+                return
+            self._arm_idle_later(now)
             return
         deadline = since + self.server.keepalive_timeout
         if asyncio.get_running_loop().time() >= deadline:
@@ -427,8 +438,9 @@ class H1Connection(asyncio.Protocol):
 
     def _arm_idle_later(self, now: float) -> None:
         if self.transport is not None:
+            server = self.server
             self._idle = asyncio.get_running_loop().call_at(
-                now + self.server.keepalive_timeout, self._idle_check
+                now + min(server.keepalive_timeout, server.head_timeout), self._idle_check
             )
 
     def _close(self) -> None:
@@ -449,9 +461,16 @@ class H1Connection(asyncio.Protocol):
 class H1Server:
     """Listens, serves, and drains gracefully: stop accepting, finish in-flight, close."""
 
-    def __init__(self, handler: Handler, *, keepalive_timeout: float = KEEPALIVE_TIMEOUT) -> None:
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        keepalive_timeout: float = KEEPALIVE_TIMEOUT,
+        head_timeout: float = HEAD_TIMEOUT,
+    ) -> None:
         self.handler = handler
         self.keepalive_timeout = keepalive_timeout
+        self.head_timeout = head_timeout
         self.connections: set[H1Connection] = set()
         self.closing = False
         self._server: asyncio.base_events.Server | None = None

@@ -220,3 +220,29 @@ async def test_idle_keep_alive_connections_close_but_busy_ones_do_not():
     writer.close()
     busy_writer.close()
     await srv.stop(1.0)
+
+
+async def test_a_request_head_that_stalls_gets_408_and_the_connection_closes():
+    async def ok(request: DownstreamRequest, out: H1Connection) -> None:
+        await out.send(200, CIMultiDict(), b"ok")
+
+    srv = H1Server(ok, keepalive_timeout=0.2, head_timeout=0.3)
+    _, port = await srv.start("127.0.0.1", 0)
+    loop = asyncio.get_running_loop()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: a\r\n")  # the blank line never comes
+        await writer.drain()
+        began = loop.time()
+        answer = await asyncio.wait_for(reader.read(), 5)  # to the server's close
+        assert answer.startswith(b"HTTP/1.1 408 ")
+        assert b"x-pilotfish-error: request_timeout" in answer
+        assert loop.time() - began >= 0.25
+        writer.close()
+        # A head that completes in time is served as usual.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        assert (await asyncio.wait_for(reader.read(), 5)).startswith(b"HTTP/1.1 200 ")
+        writer.close()
+    finally:
+        await srv.stop(1.0)
