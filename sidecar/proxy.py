@@ -15,9 +15,17 @@ from collections.abc import Callable
 from multidict import CIMultiDict
 
 from sidecar.cluster import Cluster
+from sidecar.listener.body import BodyTimeout
 from sidecar.listener.h1_server import H1Connection
 from sidecar.listener.request import DownstreamRequest
-from sidecar.pipeline.errors import BadRequest, NoRoute, Overflow, ProxyError, UpstreamReset
+from sidecar.pipeline.errors import (
+    BadRequest,
+    NoRoute,
+    Overflow,
+    ProxyError,
+    RequestTimeout,
+    UpstreamReset,
+)
 from sidecar.pipeline.exchange import Exchange
 from sidecar.pipeline.hashing import KeyOf, key_function
 from sidecar.pipeline.headers import HeaderRules, forward_fields, forwardable
@@ -151,6 +159,8 @@ class ProxyHandler:
             if out.started:  # failed mid-body: nothing left to say but to cut the connection
                 out.abort()
                 return exc.status, exc.reason
+            if exc.closes_connection:
+                out.keep_alive = False
             attempts = ex.attempts if ex is not None and self.report_attempts else None
             await _error(out, exc.status, exc.reason, str(exc), attempts)
             return exc.status, exc.reason
@@ -184,7 +194,10 @@ class ProxyHandler:
         if request.body_exists:
             length = request.content_length
             if length is not None and length <= route.max_replay:
-                body = await request.read()
+                try:
+                    body = await request.read()
+                except BodyTimeout as exc:
+                    raise RequestTimeout(str(exc)) from None
             else:
                 body = request.content  # streamed once, never replayed
                 replayable = False

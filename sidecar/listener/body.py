@@ -17,12 +17,17 @@ HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
 
 
+class BodyTimeout(TimeoutError):
+    """The client sent no body bytes for the stream's idle timeout while a reader waited."""
+
+
 class BodyStream:
     __slots__ = (
         "_chunks",
         "_continue",
         "_eof",
         "_error",
+        "_idle_timeout",
         "_on_pressure",
         "_paused",
         "_size",
@@ -31,7 +36,10 @@ class BodyStream:
     )
 
     def __init__(
-        self, on_pressure: Callable[[bool], None], send_continue: Callable[[], None] | None = None
+        self,
+        on_pressure: Callable[[bool], None],
+        send_continue: Callable[[], None] | None = None,
+        idle_timeout: float = 0.0,
     ) -> None:
         self._chunks: deque[bytes] = deque()
         self._size = 0
@@ -41,6 +49,7 @@ class BodyStream:
         self._on_pressure = on_pressure  # True: stop reading the socket; False: resume
         self._paused = False
         self._continue = send_continue
+        self._idle_timeout = idle_timeout  # longest wait for the next bytes; 0: none
         self.total_bytes = 0
 
     # -- the parser's side -------------------------------------------------------------
@@ -63,6 +72,9 @@ class BodyStream:
             self._error = error
             self._wake()
 
+    def _stalled(self) -> None:
+        self.fail(BodyTimeout(f"no request body bytes for {self._idle_timeout:g}s"))
+
     def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
@@ -83,11 +95,18 @@ class BodyStream:
                 return b""
             if self._error is not None:
                 raise self._error
-            self._waiter = asyncio.get_running_loop().create_future()
+            loop = asyncio.get_running_loop()
+            self._waiter = loop.create_future()
+            # A timer only while a reader waits: a body that came whole costs nothing.
+            timer = (
+                loop.call_later(self._idle_timeout, self._stalled) if self._idle_timeout else None
+            )
             try:
                 await self._waiter
             finally:
                 self._waiter = None
+                if timer is not None:
+                    timer.cancel()
         data = self._chunks.popleft()
         self._size -= len(data)
         if self._paused and self._size < LOW_WATER:

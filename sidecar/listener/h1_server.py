@@ -10,6 +10,8 @@ the connection's ``Responder`` methods: ``send`` for a whole response in one wri
 - limits: request line ``MAX_URL`` bytes (414), ``MAX_HEADERS`` fields / ``MAX_HEADER_BYTES``
   bytes of headers (431); a request head still incomplete ``head_timeout`` after its first
   byte gets 408 and the connection is closed (a stalled head would otherwise hold it open);
+  a request body silent for ``body_timeout`` while it is read fails its reader with
+  ``BodyTimeout``;
 - a client that disconnects cancels its request's handling;
 - a request body the handler did not read is drained (small) or the connection closed.
 """
@@ -39,6 +41,7 @@ MAX_HEADER_BYTES = 64 * 1024
 DRAIN_LIMIT = 64 * 1024  # unread body bytes we read and drop to keep the connection
 KEEPALIVE_TIMEOUT = 75.0
 HEAD_TIMEOUT = 60.0  # a request's line and headers must arrive within this (nginx: 60 s)
+BODY_TIMEOUT = 60.0  # longest silence within a request body being read (nginx: 60 s)
 
 Handler = Callable[[DownstreamRequest, "H1Connection"], Awaitable[None]]
 _REASONS = {s.value: s.phrase for s in HTTPStatus}
@@ -213,7 +216,11 @@ class H1Connection(asyncio.Protocol):
         has_body = chunked or bool(length)
         if has_body:
             expect = headers.get("Expect", "").lower() == "100-continue" and version == HTTP11
-            body = self._body = BodyStream(self._pressure, self._send_continue if expect else None)
+            body = self._body = BodyStream(
+                self._pressure,
+                self._send_continue if expect else None,
+                self.server.body_timeout,
+            )
         else:
             body = EMPTY_BODY
         request = DownstreamRequest(
@@ -467,10 +474,12 @@ class H1Server:
         *,
         keepalive_timeout: float = KEEPALIVE_TIMEOUT,
         head_timeout: float = HEAD_TIMEOUT,
+        body_timeout: float = BODY_TIMEOUT,
     ) -> None:
         self.handler = handler
         self.keepalive_timeout = keepalive_timeout
         self.head_timeout = head_timeout
+        self.body_timeout = body_timeout
         self.connections: set[H1Connection] = set()
         self.closing = False
         self._server: asyncio.base_events.Server | None = None

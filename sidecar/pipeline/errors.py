@@ -14,6 +14,7 @@ class ProxyError(Exception):
     reason = "upstream_error"
     flag = ""
     outcome = Outcome.LOCAL_REJECTION
+    closes_connection = False
 
     def __init__(self, detail: str = "") -> None:
         super().__init__(detail or self.reason)
@@ -42,6 +43,13 @@ class UpstreamTimeout(ProxyError):
 
 class DeadlineExceeded(ProxyError):
     status, reason, flag, outcome = 504, "deadline_exceeded", "UT", Outcome.TIMEOUT
+
+
+class RequestTimeout(ProxyError):
+    """The client stopped sending the request body the sidecar was reading."""
+
+    status, reason, flag = 408, "request_timeout", "SI"
+    closes_connection = True  # the rest of the body may still come: the stream is unusable
 
 
 class NoRoute(ProxyError):

@@ -52,6 +52,7 @@ FLAG_OF_ERROR = {
     "upstream_reset": "UR",
     "no_route": "NR",
     "bad_request": "NR",
+    "request_timeout": "SI",
     "downstream_disconnect": "DC",
 }
 

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 from multidict import CIMultiDict
 
+from sidecar.listener.body import BodyTimeout
 from sidecar.listener.h1_server import H1Connection, H1Server
 from sidecar.listener.request import DownstreamRequest
 
@@ -243,6 +244,31 @@ async def test_a_request_head_that_stalls_gets_408_and_the_connection_closes():
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
         assert (await asyncio.wait_for(reader.read(), 5)).startswith(b"HTTP/1.1 200 ")
+        writer.close()
+    finally:
+        await srv.stop(1.0)
+
+
+async def test_a_request_body_that_stops_arriving_fails_its_reader():
+    outcome: list[str] = []
+
+    async def reads(request: DownstreamRequest, out: H1Connection) -> None:
+        try:
+            await request.read()
+            outcome.append("read")
+        except BodyTimeout as exc:
+            outcome.append(str(exc))
+            out.keep_alive = False
+            await out.send(408, CIMultiDict(), b"too slow")
+
+    srv = H1Server(reads, body_timeout=0.2)
+    _, port = await srv.start("127.0.0.1", 0)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc")
+        answer = await asyncio.wait_for(reader.read(), 5)  # to the server's close
+        assert answer.startswith(b"HTTP/1.1 408 ")
+        assert outcome == ["no request body bytes for 0.2s"]
         writer.close()
     finally:
         await srv.stop(1.0)

@@ -9,7 +9,14 @@ from typing import Any
 
 import pytest
 
-from sidecar.telemetry.access_log import FIELDS, response_flags, rfc3339, trace_id_of
+from sidecar.pipeline.errors import ProxyError
+from sidecar.telemetry.access_log import (
+    FIELDS,
+    FLAG_OF_ERROR,
+    response_flags,
+    rfc3339,
+    trace_id_of,
+)
 from tests.sidecar.harness import config_yaml, url
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -130,6 +137,14 @@ async def test_dash_means_standard_output(backends, sidecar_factory, client, cap
 )
 def test_response_flags(flags, error, expected):
     assert response_flags(flags, error) == expected
+
+
+def test_every_error_the_sidecar_answers_implies_its_flag():
+    def subclasses(cls: type) -> list[type]:
+        return [c for sub in cls.__subclasses__() for c in (sub, *subclasses(sub))]
+
+    errors = [e for e in subclasses(ProxyError) if e.flag]
+    assert {e.reason: e.flag for e in errors}.items() <= FLAG_OF_ERROR.items()
 
 
 @pytest.mark.parametrize(

@@ -353,3 +353,24 @@ async def test_an_upstream_body_that_stops_arriving_ends_after_stream_idle(
                     assert "sent no body bytes for 0.2s" in await r.text()
     finally:
         release.set()
+
+
+async def test_a_request_body_that_stops_arriving_is_answered_408(backends, sidecar_factory):
+    (b,) = await backends(1)
+    sc = await sidecar_factory(config_yaml([{"name": "a", "discovery": {"static": [b.address]}}]))
+    for listener in sc.state.listeners.values():
+        listener.server.body_timeout = 0.2  # the default is 60 s
+    host, port = sc.address("upstream:a")
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        # Small enough to be read whole before sending (for retries); 3 of 10 bytes come.
+        writer.write(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc")
+        answer = await asyncio.wait_for(reader.read(), 5)  # to the sidecar's close
+    finally:
+        writer.close()
+    head = answer.split(b"\r\n\r\n", 1)[0].lower()
+    assert head.startswith(b"http/1.1 408 ")
+    assert b"x-pilotfish-error: request_timeout" in head
+    assert b"connection: close" in head
+    assert b"no request body bytes for 0.2s" in answer
+    assert b.requests == []  # nothing reached the upstream
