@@ -21,17 +21,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from email.utils import formatdate
-from http import HTTPStatus
 
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from sidecar.listener.body import EMPTY_BODY, BodyStream
 from sidecar.listener.request import HTTP10, HTTP11, DownstreamRequest, HttpVersion
+from sidecar.listener.response_head import date_field, header_block, reason_of, status_line
 
 log = logging.getLogger("pilotfish.listener")
 
@@ -44,52 +42,7 @@ HEAD_TIMEOUT = 60.0  # a request's line and headers must arrive within this (ngi
 BODY_TIMEOUT = 60.0  # longest silence within a request body being read (nginx: 60 s)
 
 Handler = Callable[[DownstreamRequest, "H1Connection"], Awaitable[None]]
-_REASONS = {s.value: s.phrase for s in HTTPStatus}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-
-
-def reason_of(status: int) -> str:
-    return _REASONS.get(status, "Unknown")
-
-
-_STATUS_LINES: dict[tuple[int, str], bytes] = {}
-
-
-def _status_line(status: int, reason: str) -> bytes:
-    line = _STATUS_LINES.get((status, reason))
-    if line is None:
-        # The reason is bytes as the upstream sent them (read as latin-1), or ours.
-        text = f"HTTP/1.1 {status} {reason or reason_of(status)}\r\n"
-        line = text.encode("latin-1", "replace")
-        if len(_STATUS_LINES) < 256:  # the common pairs; an odd reason is not kept
-            _STATUS_LINES[(status, reason)] = line
-    return line
-
-
-_date: tuple[int, bytes] = (0, b"")
-
-
-def date_field() -> bytes:
-    """``Date: ...\\r\\n`` for this second (RFC 9110 §6.6.1: an origin server with a clock
-    dates its answers), formatted once a second."""
-    global _date
-    now = int(time.time())
-    if _date[0] != now:
-        _date = (now, b"Date: %s\r\n" % formatdate(now, usegmt=True).encode())
-    return _date[1]
-
-
-def _fields(headers: CIMultiDict[str]) -> bytes:
-    """``headers`` of an answer the sidecar makes itself as a block of ``Name: value\\r\\n``
-    lines, dated, with framing and Connection fields left out (the connection writes its
-    own)."""
-    for name in ("Content-Length", "Transfer-Encoding", "Connection"):
-        headers.popall(name, None)
-    date = b"" if "Date" in headers else date_field()
-    if not headers:
-        return date
-    text = "\r\n".join(map(": ".join, headers.items()))  # joined in C
-    return date + (text + "\r\n").encode("utf-8", "surrogateescape")
 
 
 class _Refused(Exception):
@@ -312,7 +265,7 @@ class H1Connection(asyncio.Protocol):
         self, status: int, headers: CIMultiDict[str], body: bytes, reason: str = ""
     ) -> None:
         """A whole response in one write; Content-Length is set from ``body``."""
-        await self.send_fields(status, _fields(headers), body, reason)
+        await self.send_fields(status, header_block(headers), body, reason)
 
     async def send_fields(self, status: int, fields: bytes, body: bytes, reason: str = "") -> None:
         """``send`` with the header fields as a block of ``Name: value\\r\\n`` lines,
@@ -328,7 +281,7 @@ class H1Connection(asyncio.Protocol):
         """Begin a streamed response: with the given Content-Length, or chunked."""
         length = headers.popall("Content-Length", None)
         await self.start_fields(
-            status, _fields(headers), int(length[-1]) if length else None, reason
+            status, header_block(headers), int(length[-1]) if length else None, reason
         )
 
     async def start_fields(
@@ -376,7 +329,7 @@ class H1Connection(asyncio.Protocol):
         self.started = True
         if self.server.closing:  # draining: this answer is the connection's last
             self.keep_alive = False
-        line = _status_line(status, reason)
+        line = status_line(status, reason)
         if self.keep_alive:
             return b"%s%s%s\r\n" % (line, fields, framing)
         return b"%s%s%sConnection: close\r\n\r\n" % (line, fields, framing)
