@@ -65,9 +65,9 @@ def _header_names(names: Iterable[str]) -> str | None:
 
 
 def _header_fields(fields: dict[str, str]) -> str | None:
+    if problem := _header_names(fields):
+        return problem
     for name, value in fields.items():
-        if not _TOKEN.fullmatch(name):
-            return f"{name!r} is not a valid header name"
         if _BAD_VALUE.search(value):
             return f"the value of {name} holds CR, LF or NUL"
     return None

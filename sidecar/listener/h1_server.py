@@ -29,7 +29,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from sidecar.listener.body import EMPTY_BODY, BodyStream
 from sidecar.listener.request import HTTP10, HTTP11, DownstreamRequest, HttpVersion
-from sidecar.listener.response_head import date_field, header_block, reason_of, status_line
+from sidecar.listener.response_head import header_block, status_line
 
 log = logging.getLogger("pilotfish.listener")
 
@@ -362,12 +362,11 @@ class H1Connection(asyncio.Protocol):
         self.closing = True
         if self.transport is not None and self.current is None:
             body = f"{reason}\n".encode()
-            head = (
-                f"HTTP/1.1 {status} {reason_of(status)}\r\nContent-Type: text/plain\r\n"
-                f"x-pilotfish-error: {error}\r\nContent-Length: {len(body)}\r\n"
-                "Connection: close\r\n"
-            ).encode()
-            self.transport.write(head + date_field() + b"\r\n" + body)
+            fields = header_block(
+                CIMultiDict({"Content-Type": "text/plain", "x-pilotfish-error": error})
+            )
+            framing = b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
+            self.transport.write(status_line(status, "") + fields + framing + body)
         self._close()
 
     def _arm_idle(self) -> None:
