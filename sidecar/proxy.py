@@ -15,7 +15,6 @@ from collections.abc import Callable
 from multidict import CIMultiDict
 
 from sidecar.cluster import Cluster
-from sidecar.listener.body import BodyTimeout
 from sidecar.listener.h1_server import H1Connection
 from sidecar.listener.request import DownstreamRequest
 from sidecar.pipeline.errors import (
@@ -23,7 +22,6 @@ from sidecar.pipeline.errors import (
     NoRoute,
     Overflow,
     ProxyError,
-    RequestTimeout,
     UpstreamReset,
 )
 from sidecar.pipeline.exchange import Exchange
@@ -194,10 +192,7 @@ class ProxyHandler:
         if request.body_exists:
             length = request.content_length
             if length is not None and length <= route.max_replay:
-                try:
-                    body = await request.read()
-                except BodyTimeout as exc:
-                    raise RequestTimeout(str(exc)) from None
+                body = await request.read()  # a stalled body raises RequestTimeout
             else:
                 body = request.content  # streamed once, never replayed
                 replayable = False

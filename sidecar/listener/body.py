@@ -13,12 +13,18 @@ import asyncio
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 
+from sidecar.pipeline.errors import RequestTimeout
+
 HIGH_WATER = 256 * 1024
 LOW_WATER = 64 * 1024
 
 
-class BodyTimeout(TimeoutError):
-    """The client sent no body bytes for the stream's idle timeout while a reader waited."""
+class BodyTimeout(RequestTimeout):
+    """The client sent no body bytes for the stream's idle timeout while a reader waited.
+
+    A ``RequestTimeout``: whoever reads the body (the proxy buffering it, the upstream
+    transport streaming it) fails with the client's fault, answered 408, never an
+    endpoint's."""
 
 
 class BodyStream:

@@ -27,9 +27,10 @@ from collections.abc import Awaitable, Callable
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from sidecar.listener.body import EMPTY_BODY, BodyStream
+from sidecar.listener.body import EMPTY_BODY, BodyStream, BodyTimeout
 from sidecar.listener.request import HTTP10, HTTP11, DownstreamRequest, HttpVersion
 from sidecar.listener.response_head import header_block, status_line
+from sidecar.pipeline.errors import InternalError
 
 log = logging.getLogger("pilotfish.listener")
 
@@ -113,9 +114,13 @@ class H1Connection(asyncio.Protocol):
         except httptools.HttpParserUpgrade:
             pass  # headers are complete; the handler refuses the upgrade and we close
         except httptools.HttpParserError as exc:
-            refused = exc.__context__  # httptools wraps what a callback raised
-            if isinstance(refused, _Refused):
-                self._refuse(refused.status, refused.reason)
+            raised = exc.__context__  # httptools wraps what a callback raised
+            if isinstance(raised, _Refused):
+                self._refuse(raised.status, raised.reason)
+            elif isinstance(exc, httptools.HttpParserCallbackError) and raised is not None:
+                # Our own fault while taking the request in: not the client's (no 400).
+                log.error("unhandled error while reading a request", exc_info=raised)
+                self._refuse(500, "internal error", InternalError.reason)
             else:
                 self._refuse(400, f"malformed request: {exc}")
 
@@ -228,9 +233,8 @@ class H1Connection(asyncio.Protocol):
                 )
                 if not self.started:
                     self.keep_alive = False
-                    await self.send(
-                        500, CIMultiDict({"x-pilotfish-error": "internal"}), b"internal error\n"
-                    )
+                    headers = CIMultiDict({"x-pilotfish-error": InternalError.reason})
+                    await self.send(500, headers, b"internal error\n")
             if not self.finished or not await self._drain_body(request):
                 self.keep_alive = False
             self.current = None
@@ -255,7 +259,7 @@ class H1Connection(asyncio.Protocol):
                     dropped += len(chunk)
                     if dropped > DRAIN_LIMIT:
                         return False
-        except (TimeoutError, ConnectionResetError):
+        except (TimeoutError, BodyTimeout, ConnectionResetError):
             return False
         return True
 

@@ -52,6 +52,17 @@ class RequestTimeout(ProxyError):
     closes_connection = True  # the rest of the body may still come: the stream is unusable
 
 
+class InternalError(ProxyError):
+    """A fault in Pilotfish itself (logged with its traceback where it happened).
+
+    Never counted against an endpoint and never retried: the same request would meet it
+    again. The connection is closed, since what state it was left in is unknown.
+    """
+
+    status, reason = 500, "internal"
+    closes_connection = True
+
+
 class NoRoute(ProxyError):
     status, reason, flag = 404, "no_route", "NR"
 

@@ -15,7 +15,9 @@ Invariants:
 - A connection goes back to its pool only when the answer was read to the end and the
   request written whole; a cancelled or failed send or read drops it.
 - Failures surface only as ``ConnectFailure`` and ``UpstreamReset``; a header carrying CR
-  or LF is refused as ``BadRequest`` before anything is sent.
+  or LF is refused as ``BadRequest`` before anything is sent. A streamed body whose reader
+  fails with a ``ProxyError`` of its own (the client stopped sending: ``RequestTimeout``)
+  fails the exchange with that error, so the endpoint is not blamed for it.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from discovery.model import Endpoint
 from resilience.limits import PendingLimit
-from sidecar.pipeline.errors import BadRequest, UpstreamReset
+from sidecar.pipeline.errors import BadRequest, ProxyError, UpstreamReset
 from sidecar.transport.h1_pool import EndpointPool
 from sidecar.transport.h1_protocol import H1Connection
 
@@ -222,7 +224,7 @@ async def _write_stream(conn: H1Connection, body: Any, length: int | None) -> No
                 if left:
                     await conn.drain()
         conn.request_sent = True
-    except UpstreamReset as exc:
+    except ProxyError as exc:
         conn.fail(exc)
     except asyncio.CancelledError:
         raise

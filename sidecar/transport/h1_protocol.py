@@ -15,7 +15,9 @@ Invariants:
 - A body read that waits longer than the pool's ``stream_idle_timeout`` for the next byte
   fails the exchange with ``UpstreamReset`` (and drops the connection).
 - Failures are kept as ``UpstreamReset`` and raised to whoever waits, after the body bytes
-  that did arrive; no raw exception leaves this module.
+  that did arrive; no raw exception leaves this module. A fault of our own in a parser
+  callback is logged and kept as ``InternalError`` instead, so it never counts against the
+  endpoint.
 - ``reusable`` holds only when the response was received whole, the request was written
   whole, the parser says keep-alive and nothing arrived out of turn.
 """
@@ -23,15 +25,23 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from typing import TYPE_CHECKING, cast
 
-from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
+from httptools import (
+    HttpParserCallbackError,
+    HttpParserError,
+    HttpParserUpgrade,
+    HttpResponseParser,
+)
 
-from sidecar.pipeline.errors import UpstreamReset
+from sidecar.pipeline.errors import InternalError, ProxyError, UpstreamReset
 
 if TYPE_CHECKING:
     from sidecar.transport.h1_pool import EndpointPool
+
+log = logging.getLogger("pilotfish.transport")
 
 READ_HIGH = 64 * 1024  # buffered body bytes above which the socket is no longer read
 
@@ -183,7 +193,7 @@ class H1Connection(asyncio.Protocol):
                 raise self._error
             await self._wait_body()
 
-    def fail(self, error: UpstreamReset) -> None:
+    def fail(self, error: ProxyError) -> None:
         """End the exchange with ``error`` and drop the connection."""
         if self._error is None:
             self._error = error
@@ -247,7 +257,13 @@ class H1Connection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except (HttpParserError, HttpParserUpgrade) as exc:
-            self.fail(UpstreamReset(f"{self.pool.label} sent an invalid response: {exc}"))
+            raised = exc.__context__  # httptools wraps what a callback raised
+            if isinstance(exc, HttpParserCallbackError) and raised is not None:
+                # Our own fault, not the endpoint's: it must not count against it.
+                log.error("unhandled error while reading a response", exc_info=raised)
+                self.fail(InternalError(f"reading the response of {self.pool.label} failed"))
+            else:
+                self.fail(UpstreamReset(f"{self.pool.label} sent an invalid response: {exc}"))
             return
         self._wake()
 

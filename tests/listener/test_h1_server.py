@@ -272,3 +272,28 @@ async def test_a_request_body_that_stops_arriving_fails_its_reader():
         writer.close()
     finally:
         await srv.stop(1.0)
+
+
+async def test_a_fault_of_the_server_while_reading_a_head_is_a_500_not_the_clients_400(
+    server, monkeypatch, caplog
+):
+    _, port = server
+
+    def broken(self: H1Connection) -> None:
+        raise RuntimeError("a bug of ours")
+
+    # Bound when the parser is made, so it applies to connections made from here on.
+    monkeypatch.setattr(H1Connection, "on_headers_complete", broken)
+    data = await exchange(port, b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 500 ")
+    assert b"x-pilotfish-error: internal" in data
+    assert b"Connection: close" in data
+    (record,) = [r for r in caplog.records if r.name == "pilotfish.listener"]
+    assert record.getMessage() == "unhandled error while reading a request"
+    assert record.exc_info is not None and "a bug of ours" in str(record.exc_info[1])
+    # A malformed request is still the client's: 400, and nothing logged as an error.
+    monkeypatch.undo()
+    caplog.clear()
+    data = await exchange(port, b"GET / HTTP/1.1\r\nHost a\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 400 ")
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]

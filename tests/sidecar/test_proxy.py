@@ -374,3 +374,66 @@ async def test_a_request_body_that_stops_arriving_is_answered_408(backends, side
     assert b"connection: close" in head
     assert b"no request body bytes for 0.2s" in answer
     assert b.requests == []  # nothing reached the upstream
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 200000\r\n\r\n",  # above max_replay
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n",
+    ],
+    ids=["long", "chunked"],
+)
+async def test_a_streamed_request_body_that_stops_arriving_is_the_clients_fault(
+    head, backends, sidecar_factory
+):
+    (b,) = await backends(1)
+    sc = await sidecar_factory(config_yaml([{"name": "a", "discovery": {"static": [b.address]}}]))
+    for listener in sc.state.listeners.values():
+        listener.server.body_timeout = 0.2  # the default is 60 s
+    host, port = sc.address("upstream:a")
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        part = b"x" * 1000
+        writer.write(head + (b"%x\r\n%s\r\n" % (len(part), part) if b"chunked" in head else part))
+        answer = await asyncio.wait_for(reader.read(), 5)  # to the sidecar's close
+    finally:
+        writer.close()
+    head_out = answer.split(b"\r\n\r\n", 1)[0].lower()
+    assert head_out.startswith(b"http/1.1 408 ")
+    assert b"x-pilotfish-error: request_timeout" in head_out
+    assert b"no request body bytes for 0.2s" in answer
+    # The upload went upstream as it came, but its end is the client's doing: the endpoint
+    # is not charged with a failure (a stalling client must not get endpoints ejected).
+    (state,) = sc.clusters["a"].states.values()
+    assert (state.failures, state.successes) == (0, 0)
+    assert state.in_flight == 0
+
+
+async def test_a_fault_of_the_sidecar_while_reading_a_response_is_not_the_endpoints(
+    backends, sidecar_factory, client, monkeypatch, caplog
+):
+    from sidecar.transport.h1_protocol import H1Connection as UpstreamConnection
+
+    (b,) = await backends(1)
+    upstream = {"name": "a", "discovery": {"static": [b.address]}, "retries": {"attempts": 2}}
+    sc = await sidecar_factory(config_yaml([upstream]))
+
+    def broken(self: UpstreamConnection) -> None:
+        raise RuntimeError("a bug of ours")
+
+    monkeypatch.setattr(UpstreamConnection, "on_headers_complete", broken)
+    async with client.get(url(sc, "upstream:a", "/")) as r:
+        assert r.status == 500
+        assert r.headers["x-pilotfish-error"] == "internal"
+        assert r.headers["Connection"] == "close"
+        assert r.headers["x-pilotfish-attempts"] == "1"  # never retried: it would meet it again
+    (state,) = sc.clusters["a"].states.values()
+    assert (state.failures, state.successes) == (0, 0)  # no failure charged to the endpoint
+    (record,) = [r for r in caplog.records if r.name == "pilotfish.transport"]
+    assert record.getMessage() == "unhandled error while reading a response"
+    assert record.exc_info is not None and "a bug of ours" in str(record.exc_info[1])
+    monkeypatch.undo()
+    async with client.get(url(sc, "upstream:a", "/")) as r:
+        assert r.status == 200
+    assert (state.failures, state.successes) == (0, 1)
