@@ -91,12 +91,17 @@ class Sidecar:
         self.sources[upstream.name] = source
         return cluster
 
-    async def start(self) -> None:
+    def build(self) -> None:
+        """Makes the clusters and discovery sources the config names: no task, no socket."""
         cfg = self.config
         if cfg.listeners.inbound is not None:
             self.local = self._cluster(local_upstream(cfg.service))
         for upstream in cfg.upstreams:
             self._cluster(upstream)
+
+    async def start(self) -> None:
+        cfg = self.config
+        self.build()
         self.observer.open(self)
         for name, source in self.sources.items():
             self._tasks.append(asyncio.create_task(source.run(), name=f"discovery:{name}"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -55,6 +56,14 @@ def between(low: float, high: float) -> Callable[[Any], str | None]:
     return lambda v: None if low <= v <= high else f"must be in {low:g}..{high:g}, got {v!r}"
 
 
+def positive(v: Any) -> str | None:
+    return None if v is None or v > 0 else f"must be > 0, got {v!r}"
+
+
+def non_empty(v: Any) -> str | None:
+    return None if v is None or v.strip() else "must not be empty"
+
+
 class Builder:
     def __init__(self) -> None:
         self.errors: list[str] = []
@@ -68,8 +77,7 @@ class Builder:
         if not isinstance(raw, Mapping):
             self.error(path, f"expected a mapping, got {_kind(raw)}")
             return None
-        hints = typing.get_type_hints(cls, include_extras=True)
-        fields = {(f.metadata.get("key") or f.name): f for f in dataclasses.fields(cls) if f.init}
+        hints, fields = _schema(cls)
         for k in raw:
             if k not in fields:
                 self.error(_join(path, str(k)), _unknown(str(k), list(fields)))
@@ -160,6 +168,15 @@ class Builder:
                 raise Nested
             return built
         return _scalar(hint, value)
+
+
+@functools.cache
+def _schema(cls: type) -> tuple[dict[str, Any], dict[str, dataclasses.Field[Any]]]:
+    """A config class's type hints and its fields by config key (resolving the hints
+    evaluates every annotation's text: done once per class, not per section built)."""
+    hints = typing.get_type_hints(cls, include_extras=True)
+    fields = {(f.metadata.get("key") or f.name): f for f in dataclasses.fields(cls) if f.init}
+    return hints, fields
 
 
 class Nested(Exception):

@@ -23,6 +23,11 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _SECRET_KEYS = frozenset({"token", "headers"})
 
 
+# libyaml's loader where PyYAML was built with it (its wheels are): the same documents and
+# errors with positions, ten times faster than the pure-Python one.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 class ConfigError(Exception):
     def __init__(self, errors: list[str], source: str = "config") -> None:
         self.errors = errors
@@ -43,12 +48,18 @@ def load_text(
 ) -> Config:
     env = os.environ if environ is None else environ
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError([f"invalid YAML{where}: {problem}"], source) from None
+    return load_data(raw, env, source)
+
+
+def load_data(raw: object, env: Mapping[str, str], source: str = "config") -> Config:
+    """The configuration held by ``raw``, a parsed document (YAML's or JSON's); ``env``
+    supplies ``${VAR}`` values and the variables that override keys. ``raw`` is changed."""
     if not isinstance(raw, dict):
         raise ConfigError(
             ["the file must hold a mapping with at least a 'service' section"], source

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from resilience.balancer import POLICIES
-from sidecar.config.build import Duration, Size, at_least, between, field
+from sidecar.config.build import Duration, Size, at_least, between, field, positive
 
 RETRY_ON = ("5xx", "connect-failure", "gateway-error", "reset", "retriable-status-codes", "timeout")
 HASH_SOURCES = ("cookie", "header", "path", "query", "source_ip")
@@ -59,6 +59,13 @@ class RingConfig:
     min_ring_size: int = field(1024, check=at_least(1))
     max_ring_size: int = field(8_388_608, check=at_least(1))
 
+    def __post_init__(self) -> None:
+        if self.min_ring_size > self.max_ring_size:
+            raise ValueError(
+                f"need min_ring_size <= max_ring_size, got {self.min_ring_size} "
+                f"and {self.max_ring_size}"
+            )
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BalancerConfig:
@@ -81,15 +88,19 @@ class TimeoutsConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BackoffConfig:
-    base: Annotated[float, Duration] = field(0.025)
+    base: Annotated[float, Duration] = field(0.025, check=positive)
     max: Annotated[float, Duration] = field(0.25)
+
+    def __post_init__(self) -> None:
+        if self.max < self.base:
+            raise ValueError(f"need base <= max, got base={self.base:g}s max={self.max:g}s")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RetryBudgetConfig:
     ratio: float = field(0.2, check=between(0, 1))
     min_per_second: float = field(10.0, check=at_least(0))
-    window: Annotated[float, Duration] = field(10.0)
+    window: Annotated[float, Duration] = field(10.0, check=positive)
 
 
 def _retry_on(value: object) -> tuple[str, ...]:
@@ -144,7 +155,7 @@ class OutlierDetectionConfig:
     consecutive_5xx: int = field(5, check=at_least(1))
     consecutive_gateway_failure: int = field(5, check=at_least(1))
     consecutive_local_origin_failure: int = field(5, check=at_least(1))
-    base_ejection_time: Annotated[float, Duration] = field(30.0)
+    base_ejection_time: Annotated[float, Duration] = field(30.0, check=positive)
     max_ejection_time: Annotated[float, Duration] = field(300.0)
     max_ejection_percent: int = field(50, check=between(0, 100))
     # Envoy's default too: a passing active health check returns an ejected host at once.

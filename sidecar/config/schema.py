@@ -13,7 +13,16 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from discovery.hostport import split_host_port
-from sidecar.config.build import Builder, Duration, Nested, at_least, between, field
+from sidecar.config.build import (
+    Builder,
+    Duration,
+    Nested,
+    at_least,
+    between,
+    field,
+    non_empty,
+    positive,
+)
 from sidecar.config.policies import (
     BalancerConfig,
     CircuitBreakersConfig,
@@ -133,7 +142,7 @@ class ServiceCheckConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ServiceConfig:
-    name: str = field()
+    name: str = field(check=non_empty)
     address: str = field("127.0.0.1")
     port: int = field(check=between(1, 65535))
     health_path: str = field("/health")
@@ -187,7 +196,7 @@ _static_list.wants_builder = True  # type: ignore[attr-defined]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConsulDiscoveryConfig:
-    service: str = field()
+    service: str = field(check=non_empty)
     tags: tuple[str, ...] = field(())
     passing_only: bool = field(True)
     datacenter: str | None = field(None)
@@ -208,10 +217,10 @@ class DnsRefreshConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DnsSrvDiscoveryConfig:
-    name: str = field()
+    name: str = field(check=non_empty)
     nameservers: tuple[str, ...] = field(("127.0.0.1:8600",), check=_nameservers)
     refresh: DnsRefreshConfig = field(default_factory=DnsRefreshConfig)
-    timeout: Annotated[float, Duration] = field(2.0)
+    timeout: Annotated[float, Duration] = field(2.0, check=positive)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -244,7 +253,7 @@ class RewriteConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UpstreamConfig:
-    name: str = field()
+    name: str = field(check=non_empty)
     listen: HostPort | None = field(None, parse=parse_host_port)
     hosts: tuple[str, ...] = field(())  # Host names routed here by the egress listener
     discovery: DiscoveryConfig = field()

@@ -174,10 +174,63 @@ upstreams:
             "service: {name: s, port: 1}\ndrain_timeout: true",
             "drain_timeout: expected a duration like '250ms', '5s' or '1m', got True",
         ),
+        # Values the policy cores would refuse at start: refused here, by path, instead.
+        ("service: {name: ' ', port: 1}", "service.name: must not be empty"),
+        (
+            "service: {name: s, port: 1}\n"
+            "upstreams: [{name: '', listen: 'h:1', discovery: {static: [a:1]}}]",
+            "upstreams[0].name: must not be empty",
+        ),
+        (
+            "service: {name: s, port: 1}\n"
+            "upstreams: [{name: a, listen: 'h:1', discovery: {consul: {service: ''}}}]",
+            "upstreams[0].discovery.consul.service: must not be empty",
+        ),
+        (
+            "service: {name: s, port: 1}\n"
+            "upstreams: [{name: a, listen: 'h:1', discovery: {dns_srv: {name: ''}}}]",
+            "upstreams[0].discovery.dns_srv.name: must not be empty",
+        ),
+        (
+            "service: {name: s, port: 1}\n"
+            "upstreams: [{name: a, listen: 'h:1', discovery: {dns_srv: {name: x, timeout: 0s}}}]",
+            "upstreams[0].discovery.dns_srv.timeout: must be > 0, got 0.0",
+        ),
+        (
+            "service: {name: s, port: 1}\n"
+            "upstreams: [{name: a, listen: 'h:1', discovery: {static: [a:1]},"
+            " retries: {backoff: {base: 1s, max: 100ms}}}]",
+            "upstreams[0].retries.backoff: need base <= max, got base=1s max=0.1s",
+        ),
+        (
+            "service: {name: s, port: 1}\n"
+            "upstreams: [{name: a, listen: 'h:1', discovery: {static: [a:1]},"
+            " retries: {backoff: {base: 0s}}}]",
+            "upstreams[0].retries.backoff.base: must be > 0, got 0.0",
+        ),
+        (
+            "service: {name: s, port: 1}\n"
+            "upstreams: [{name: a, listen: 'h:1', discovery: {static: [a:1]},"
+            " retries: {budget: {window: 0s}}}]",
+            "upstreams[0].retries.budget.window: must be > 0, got 0.0",
+        ),
+        (
+            "service: {name: s, port: 1}\n"
+            "upstreams: [{name: a, listen: 'h:1', discovery: {static: [a:1]},"
+            " outlier_detection: {base_ejection_time: 0s}}]",
+            "upstreams[0].outlier_detection.base_ejection_time: must be > 0, got 0.0",
+        ),
+        (
+            "service: {name: s, port: 1}\n"
+            "upstreams: [{name: a, listen: 'h:1', discovery: {static: [a:1]},"
+            " balancer: {policy: ring_hash, hash_on: path,"
+            " ring: {min_ring_size: 4096, max_ring_size: 1024}}}]",
+            "upstreams[0].balancer.ring: need min_ring_size <= max_ring_size, got 4096 and 1024",
+        ),
         ("service: [1]", "service: expected a mapping, got a list"),
         (
             "service: {name: s, port: 1\n",
-            "invalid YAML at line 2, column 1: expected ',' or '}', but got '<stream end>'",
+            "invalid YAML at line 2, column 1: did not find expected ',' or '}'",
         ),
     ],
 )
