@@ -10,6 +10,10 @@ import httptools
 SILENCE = 1.0  # a truncated message gets no answer: the client gives up after this
 
 
+class _HeadDone(Exception):
+    pass
+
+
 class _FirstResponse:
     def __init__(self, head: bool) -> None:
         self.head = head  # the answer to HEAD ends with its headers, whatever they announce
@@ -19,6 +23,7 @@ class _FirstResponse:
     def on_headers_complete(self) -> None:
         if self.head and self.parser.get_status_code() >= 200:
             self.complete = True
+            raise _HeadDone  # what follows belongs to the next answer: stop parsing here
 
     def on_message_complete(self) -> None:
         self.complete = True
@@ -47,7 +52,11 @@ async def answer_to(
                 chunk = await reader.read(65536)
                 if not chunk:
                     return None
-                parser.feed_data(chunk)
+                try:
+                    parser.feed_data(chunk)
+                except httptools.HttpParserCallbackError as exc:
+                    if not isinstance(exc.__context__, _HeadDone):
+                        raise
         return parser.get_status_code()
     except TimeoutError:
         if may_stall:

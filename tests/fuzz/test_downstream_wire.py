@@ -1,10 +1,10 @@
-"""Mutated requests on the proxy's listeners: answered as HTTP or closed, nothing leaks.
+"""Mutated requests on the sidecar's listeners: answered as HTTP or closed, nothing leaks.
 
 Each seed sends a few hundred mutations of well-formed requests (framing, Expect, Upgrade,
-absolute-form, trace headers) to an upstream listener and the inbound listener of a
-running sidecar. Pilotfish must log no error, leave no exception to the loop, answer only
-with parseable HTTP, and afterwards hold no connection, no in-flight count and no
-admission slot, and still proxy a good request.
+absolute-form, trace headers, admin pages) to an upstream listener, the inbound listener
+and the admin listener of a running sidecar. Pilotfish must log no error, leave no
+exception to the loop, answer only with parseable HTTP, and afterwards hold no
+connection, no in-flight count and no admission slot, and still proxy a good request.
 """
 
 from __future__ import annotations
@@ -31,6 +31,10 @@ REQUESTS = (
     b"GET http://h/abs?q=1 HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n"
     b"Connection: Upgrade\r\n\r\n",
     b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /stats?format=json HTTP/1.1\r\nHost: x\r\n\r\n",  # admin pages, on any port
+    b"HEAD /clusters HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /metrics HTTP/1.1\r\nAccept: application/openmetrics-text\r\n\r\n",
+    b"POST /config HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
     b"GET /f?k=v HTTP/1.1\r\nHost: x\r\nx-user: u1\r\ncookie: a=b\r\n"
     b"traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n\r\n",
 )
@@ -56,7 +60,7 @@ async def test_mutated_requests_get_http_answers_and_leave_nothing_behind(
             service_port=backend.port,
         )
     )
-    ports = [sidecar.address("upstream:up")[1], sidecar.address("inbound")[1]]
+    ports = [sidecar.address(name)[1] for name in ("upstream:up", "inbound", "admin")]
     rng = random.Random(seed)
     gate = asyncio.Semaphore(CONCURRENCY)
     statuses: Counter[int | None] = Counter()
