@@ -43,6 +43,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pilotfish.transport")
 
+
+class _Invalid(Exception):
+    """Raised by a parser callback: the response breaks a rule the C parser does not check."""
+
+
 READ_HIGH = 64 * 1024  # buffered body bytes above which the socket is no longer read
 
 
@@ -258,7 +263,9 @@ class H1Connection(asyncio.Protocol):
             self._parser.feed_data(data)
         except (HttpParserError, HttpParserUpgrade) as exc:
             raised = exc.__context__  # httptools wraps what a callback raised
-            if isinstance(exc, HttpParserCallbackError) and raised is not None:
+            if isinstance(raised, _Invalid):
+                self.fail(UpstreamReset(f"{self.pool.label} sent an invalid response: {raised}"))
+            elif isinstance(exc, HttpParserCallbackError) and raised is not None:
                 # Our own fault, not the endpoint's: it must not count against it.
                 log.error("unhandled error while reading a response", exc_info=raised)
                 self.fail(InternalError(f"reading the response of {self.pool.label} failed"))
@@ -318,6 +325,8 @@ class H1Connection(asyncio.Protocol):
         if self._message_done:
             return
         status = self._parser.get_status_code()
+        if status > 599:  # the parser takes any three digits; RFC 9110 defines 100..599
+            raise _Invalid(f"status {status} is outside 100..599")
         self.status = status
         if status < 200:
             return  # informational: the final answer follows

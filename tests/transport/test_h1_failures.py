@@ -104,8 +104,9 @@ async def test_server_closing_before_answering_is_an_upstream_reset(
         b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+        b"HTTP/1.1 800 Continue\r\nContent-Length: 0\r\n\r\n",
     ],
-    ids=["status", "not-http", "length", "chunk-size", "upgrade"],
+    ids=["status", "not-http", "length", "chunk-size", "upgrade", "status-beyond-599"],
 )
 async def test_invalid_response_is_an_upstream_reset(
     transport: H1Transport, garbage: bytes
