@@ -14,10 +14,11 @@ Invariants:
   streamed body has been consumed by then, so that request fails with ``UpstreamReset``.
 - A connection goes back to its pool only when the answer was read to the end and the
   request written whole; a cancelled or failed send or read drops it.
-- Failures surface only as ``ConnectFailure`` and ``UpstreamReset``; a header carrying CR
-  or LF is refused as ``BadRequest`` before anything is sent. A streamed body whose reader
-  fails with a ``ProxyError`` of its own (the client stopped sending: ``RequestTimeout``)
-  fails the exchange with that error, so the endpoint is not blamed for it.
+- Failures surface only as ``ConnectFailure`` and ``UpstreamReset`` (``InternalError`` for a
+  fault of our own); a header carrying CR or LF is refused as ``BadRequest`` before
+  anything is sent. A streamed body whose reader fails with a ``ProxyError`` of its own
+  (the client stopped sending: ``RequestTimeout``) fails the exchange with that error, so
+  the endpoint is not blamed for it.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ Invariants:
   framing headers say (the parser cannot know the request method, so the exchange is
   finished here once the headers are in, and the parser is replaced before the next one).
 - A body without Content-Length or chunked framing ends when the upstream closes.
+- A final status beyond 599 makes the response invalid (the parser takes any 3 digits).
 - A body read that waits longer than the pool's ``stream_idle_timeout`` for the next byte
   fails the exchange with ``UpstreamReset`` (and drops the connection).
 - Failures are kept as ``UpstreamReset`` and raised to whoever waits, after the body bytes
@@ -101,7 +102,7 @@ class H1Connection(asyncio.Protocol):
         self._message_done = False
         self._until_eof = False
         self._keep_alive = False
-        self._error: UpstreamReset | None = None
+        self._error: ProxyError | None = None
         self.status = 0
         self.reason = ""
         self.fields: list[tuple[bytes, bytes]] = []  # the response's header fields, as sent
