@@ -30,12 +30,17 @@ class _FirstResponse:
 
 
 async def answer_to(
-    port: int, data: bytes, rng: random.Random, *, may_stall: bool = True
+    port: int,
+    data: bytes,
+    rng: random.Random,
+    *,
+    may_stall: bool = True,
+    patience: float = SILENCE,
 ) -> int | None:
     """Sends ``data`` (whole, or in 7-byte pieces) and returns the status of the first
     complete response, or None when the connection closes first, or stays silent for
-    ``SILENCE`` (``TimeoutError`` instead when not ``may_stall``). Whatever comes back must
-    parse as HTTP/1.1: a parser error propagates."""
+    ``patience`` seconds (``TimeoutError`` instead when not ``may_stall``). Whatever comes
+    back must parse as HTTP/1.1: a parser error propagates."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     sink = _FirstResponse(data.startswith(b"HEAD "))
     parser = sink.parser
@@ -47,7 +52,7 @@ async def answer_to(
                 writer.write(data[i : i + 7])
                 await writer.drain()
         await writer.drain()
-        async with asyncio.timeout(SILENCE):
+        async with asyncio.timeout(patience):
             while not sink.complete:
                 chunk = await reader.read(65536)
                 if not chunk:
@@ -61,7 +66,7 @@ async def answer_to(
     except TimeoutError:
         if may_stall:
             return None
-        raise TimeoutError(f"no complete answer within {SILENCE}s to {data!r}") from None
+        raise TimeoutError(f"no complete answer within {patience}s to {data!r}") from None
     except ConnectionError:
         return None
     finally:
