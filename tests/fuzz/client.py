@@ -10,6 +10,17 @@ import httptools
 SILENCE = 1.0  # a truncated message gets no answer: the client gives up after this
 
 
+async def send(writer: asyncio.StreamWriter, data: bytes, rng: random.Random, piece: int) -> None:
+    """``data`` in one write, or (half the time) in ``piece``-byte writes, each drained."""
+    if rng.random() < 0.5:
+        writer.write(data)
+    else:
+        for i in range(0, len(data), piece):
+            writer.write(data[i : i + piece])
+            await writer.drain()
+    await writer.drain()
+
+
 class _HeadDone(Exception):
     pass
 
@@ -37,7 +48,7 @@ async def answer_to(
     may_stall: bool = True,
     patience: float = SILENCE,
 ) -> int | None:
-    """Sends ``data`` (whole, or in 7-byte pieces) and returns the status of the first
+    """Sends ``data`` (see ``send``) and returns the status of the first
     complete response, or None when the connection closes first, or stays silent for
     ``patience`` seconds (``TimeoutError`` instead when not ``may_stall``). Whatever comes
     back must parse as HTTP/1.1: a parser error propagates."""
@@ -45,13 +56,7 @@ async def answer_to(
     sink = _FirstResponse(data.startswith(b"HEAD "))
     parser = sink.parser
     try:
-        if rng.random() < 0.5:
-            writer.write(data)
-        else:
-            for i in range(0, len(data), 7):
-                writer.write(data[i : i + 7])
-                await writer.drain()
-        await writer.drain()
+        await send(writer, data, rng, 7)
         async with asyncio.timeout(patience):
             while not sink.complete:
                 chunk = await reader.read(65536)

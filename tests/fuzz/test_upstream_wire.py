@@ -17,7 +17,7 @@ from collections import Counter
 import pytest
 
 from tests.discovery.waiting import eventually
-from tests.fuzz.client import answer_to
+from tests.fuzz.client import answer_to, send
 from tests.fuzz.faults import watching_faults
 from tests.fuzz.mutation import mutate
 from tests.sidecar.harness import config_yaml
@@ -57,13 +57,7 @@ async def test_mutated_responses_get_callers_http_answers_and_leave_nothing_behi
             data = rng.choice(RESPONSES)
             if rng.random() < 0.8:
                 data = mutate(rng, data, RESPONSES)
-            if rng.random() < 0.5:
-                writer.write(data)
-            else:
-                for i in range(0, len(data), 5):
-                    writer.write(data[i : i + 5])
-                    await writer.drain()
-            await writer.drain()
+            await send(writer, data, rng, 5)
             if rng.random() < 0.3:
                 return
 
