@@ -18,7 +18,7 @@ This module adds what an asyncio proxy needs and pybreaker lacks:
   documented extension point and no private method has to be overridden.
 * **Outcomes, not exceptions.** An ``Outcome`` with ``counts_against_endpoint`` is fed to
   pybreaker as a failing call, any other settled outcome as a successful call;
-  ``LOCAL_REJECTION`` and cancelled attempts only return the permit.
+  ``LOCAL_REJECTION`` and ``CANCELLED`` attempts only return the permit.
 
 Invariants: at most one half-open trial permit is outstanding; a permit settles at most
 once (later calls are no-ops); a permit granted before the last state change settles
@@ -189,7 +189,7 @@ class EndpointBreaker:
             self._trial_out = False
         if permit._epoch != self._epochs.epoch:
             return
-        if outcome is None or outcome is Outcome.LOCAL_REJECTION:
+        if outcome is None or not outcome.judges_endpoint:
             return
         if (
             outcome is Outcome.SUCCESS

@@ -2,8 +2,9 @@
 
 Every attempt ends in exactly one ``Outcome``. The breaker, the outlier detector, the
 retry policy, metrics and spans all read this value; nothing else re-derives it.
-A ``LOCAL_REJECTION`` (breaker open, budget empty, overflow, no endpoint) is the sidecar's
-own decision and never counts against an endpoint.
+A ``LOCAL_REJECTION`` (breaker open, budget empty, overflow, no endpoint, a request the
+client broke) is the sidecar's own decision, and ``CANCELLED`` an attempt the client
+abandoned (it left, or stopped reading): neither says anything of the endpoint.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ class Outcome(enum.Enum):
     RESET = "reset"
     TIMEOUT = "timeout"
     LOCAL_REJECTION = "local_rejection"
+    CANCELLED = "cancelled"
 
     @property
     def is_failure(self) -> bool:
@@ -31,7 +33,12 @@ class Outcome(enum.Enum):
 
     @property
     def counts_against_endpoint(self) -> bool:
-        return self is not Outcome.SUCCESS and self is not Outcome.LOCAL_REJECTION
+        return self is not Outcome.SUCCESS and self in _JUDGES
+
+    @property
+    def judges_endpoint(self) -> bool:
+        """Whether the endpoint earned this outcome (success or failure alike)."""
+        return self in _JUDGES
 
     @property
     def is_5xx(self) -> bool:
@@ -39,6 +46,7 @@ class Outcome(enum.Enum):
 
 
 _LOCAL_ORIGIN = frozenset({Outcome.CONNECT_FAILURE, Outcome.RESET, Outcome.TIMEOUT})
+_JUDGES = frozenset(Outcome) - {Outcome.LOCAL_REJECTION, Outcome.CANCELLED}
 
 
 def classify_status(status: int) -> Outcome:

@@ -107,7 +107,7 @@ class OutlierDetector:
 
     def record(self, id: Hashable, outcome: Outcome) -> Ejected | None:
         """Account one attempt's outcome; returns the ejection it caused, if any."""
-        if outcome is Outcome.LOCAL_REJECTION:
+        if not outcome.judges_endpoint:
             return None
         now = self._clock.now()
         rec = self._records.get(id)

@@ -109,8 +109,8 @@ class RetryPolicy:
 
     def is_retriable(self, outcome: Outcome, status: int | None) -> bool:
         """Whether ``retry_on`` covers this attempt's failure."""
-        if outcome is Outcome.LOCAL_REJECTION:
-            return False  # the sidecar's own refusal, not an upstream failure
+        if not outcome.judges_endpoint:
+            return False  # the sidecar's own refusal or the client's doing, not the upstream
         retry_on = self.retry_on
         if "retriable-status-codes" in retry_on and status in self.retriable_status_codes:
             return True

@@ -166,7 +166,20 @@ class Sidecar:
         await self._serve("admin", admin, cfg.listeners.admin.address, cfg.listeners.admin.port)
 
     async def _serve(self, name: str, handler: Handler, host: str, port: int) -> None:
-        server = H1Server(handler)
+        listeners = self.config.listeners
+        timeouts = listeners.timeouts
+        server = H1Server(
+            handler,
+            name=name,
+            keepalive_timeout=timeouts.keepalive,
+            head_timeout=timeouts.request_headers,
+            body_timeout=timeouts.request_body_idle,
+            send_timeout=timeouts.send_idle,
+            tunnel_idle_timeout=timeouts.tunnel_idle,
+            max_connections=listeners.max_connections,
+            on_refused=self.observer.listener_refused,
+            on_overflow=self.observer.listener_overflow,
+        )
         try:
             bound_host, bound_port = await server.start(host, port)
         except OSError as exc:  # in use, not an address of this host, name not found

@@ -255,7 +255,7 @@ class Cluster:
 
     def record(self, state: EndpointState, outcome: Outcome) -> None:
         """Feed one attempt's outcome to the outlier detector and the endpoint's stats."""
-        if outcome is Outcome.LOCAL_REJECTION:
+        if not outcome.judges_endpoint:
             return
         if outcome is Outcome.SUCCESS:
             state.successes += 1

@@ -1,10 +1,11 @@
 """The listener side of a proxy hop: a downstream request in, the upstream answer streamed out.
 
 ``ProxyHandler`` turns a downstream request into an ``Exchange`` (headers filtered, body
-buffered only when small enough to replay), runs it through the pipeline stack, and
-streams the upstream answer back. Failures the sidecar decides are answered with their
-status, a one-line body and ``x-pilotfish-error``. Nothing here parses config or logs on
-the success path.
+buffered whole before anything goes upstream when it is small enough to replay), runs it
+through the pipeline stack, and streams the upstream answer back. A WebSocket upgrade the
+upstream accepts (101) becomes a tunnel for the rest of the connection's life. Failures
+the sidecar decides are answered with their status, a one-line body and
+``x-pilotfish-error``. Nothing here parses config or logs on the success path.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from sidecar.pipeline.exchange import Exchange
 from sidecar.pipeline.hashing import KeyOf, key_function
 from sidecar.pipeline.headers import HeaderRules, forward_fields, forwardable
 from sidecar.pipeline.layers import Handler
+from sidecar.pipeline.request_body import request_body
 from sidecar.telemetry.observer import NULL_OBSERVER, Observer
 from sidecar.transport.base import UpstreamResponse
 
@@ -125,33 +127,28 @@ class ProxyHandler:
         ex: Exchange | None = None
         try:
             if not request.raw_path.startswith("/"):
-                raise BadRequest("absolute-form and authority-form request targets are refused")
-            if "Upgrade" in request.headers:
+                # The listener took absolute-form targets apart: CONNECT and "*" are left.
                 out.keep_alive = False
-                await _error(
-                    out,
-                    501,
-                    "upgrade_not_supported",
-                    "protocol upgrades (WebSocket) are not proxied",
-                    None,
-                )
-                return 501, "upgrade_not_supported"
+                raise BadRequest("CONNECT and asterisk-form request targets are refused")
             route = self.router(request)
             cluster = route.cluster
             if not cluster.limit.try_acquire():
                 limit = cluster.limit.limit
                 raise Overflow(f"cluster {cluster.name!r} has {limit} requests in flight")
             try:
-                ex = await self._exchange(request, route, ctx)
+                ex = await self._exchange(request, route, ctx, holder)
                 ex.task = out.task  # the connection's task serves the request: timeouts cancel it
-                holder.append(ex)
                 resp = await self.stack(ex)
                 status = resp.status
+                if status == 101:
+                    await self._tunnel(request, out, ex, route, resp)
+                    return status, None
                 await self._respond(request, out, ex, route, resp)
                 return status, None
             finally:
                 cluster.limit.release()
         except ProxyError as exc:
+            ex = holder[0] if holder else None
             if ex is not None:
                 ex.add_flag(exc.flag)
             if out.started:  # failed mid-body: nothing left to say but to cut the connection
@@ -163,8 +160,13 @@ class ProxyHandler:
             await _error(out, exc.status, exc.reason, str(exc), attempts)
             return exc.status, exc.reason
 
-    async def _exchange(self, request: DownstreamRequest, route: Route, ctx: object) -> Exchange:
+    async def _exchange(
+        self, request: DownstreamRequest, route: Route, ctx: object, holder: list[Exchange]
+    ) -> Exchange:
         headers = forwardable(request.headers, route.request_rules)
+        if request.upgrade == "websocket":  # hop-by-hop, yet this hop must ask for it again
+            headers["Connection"] = "Upgrade"
+            headers["Upgrade"] = request.headers["Upgrade"]
         client_ip = request.client_ip
         prior = headers.get("X-Forwarded-For")
         headers["X-Forwarded-For"] = f"{prior}, {client_ip}" if prior else client_ip
@@ -187,27 +189,23 @@ class ProxyHandler:
             path = path[len(route.strip_prefix) :]
             if not path.startswith("/"):
                 path = "/" + path
-        body: object = None
-        replayable = True
-        if request.body_exists:
-            length = request.content_length
-            if length is not None and length <= route.max_replay:
-                body = await request.read()  # a stalled body raises RequestTimeout
-            else:
-                body = request.content  # streamed once, never replayed
-                replayable = False
         ex = Exchange(
             request.method,
             path,
             headers,
-            body,
-            replayable,
+            None,
+            True,
             client_ip,
             request_id,
             route.cluster,
             self.observer,
             ctx,
         )
+        holder.append(ex)
+        if request.body_exists:
+            # Buffered whole before anything goes upstream, or streamed (see request_body);
+            # a stalled or broken body raises the client's error here.
+            ex.body, ex.replayable = await request_body(request, route.max_replay)
         if route.key_of is not None:
             ex.hash_key = route.key_of(request, client_ip)
         return ex
@@ -230,11 +228,7 @@ class ProxyHandler:
             await out.finish()
             return
         if length is not None and length <= SMALL_BODY:
-            try:
-                body = await resp.read()
-            except UpstreamReset:
-                resp.close()
-                raise
+            body = await resp.read()  # a broken body raises, and the endpoint is charged
             resp.release()
             await out.send_fields(resp.status, fields, body, resp.reason)
             return
@@ -242,7 +236,7 @@ class ProxyHandler:
         try:
             async for chunk in resp.iter_chunks():
                 await out.write(chunk)
-        except UpstreamReset:
+        except ProxyError:  # settled as the endpoint's failure by the response itself
             resp.close()
             ex.add_flag("UPE")
             out.abort()  # headers are gone already: cutting the connection is the signal
@@ -253,6 +247,29 @@ class ProxyHandler:
             raise
         resp.release()
         await out.finish()
+
+    async def _tunnel(
+        self,
+        request: DownstreamRequest,
+        out: H1Connection,
+        ex: Exchange,
+        route: Route,
+        resp: UpstreamResponse,
+    ) -> None:
+        """The upstream switched protocols: relay bytes both ways until either side ends."""
+        if request.upgrade != "websocket":
+            resp.close()
+            raise UpstreamReset("the upstream switched protocols, which was not asked for")
+        protocol = resp.headers.get("Upgrade") or "websocket"
+        fields = forward_fields(resp.fields, route.response_rules)
+        try:
+            await out.switch(fields, protocol)
+        except BaseException:
+            resp.close()
+            raise
+        tunnel = ex.tunnel = resp.tunnel(out.start_tunnel)
+        await tunnel.wait()
+        out.bytes_sent = tunnel.bytes_out
 
 
 async def _error(

@@ -119,12 +119,26 @@ class ListenerConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class DownstreamTimeoutsConfig:
+    """What a client may take (nginx's names and defaults, where Envoy has none)."""
+
+    request_headers: Annotated[float, Duration] = field(60.0, check=positive)
+    request_body_idle: Annotated[float, Duration] = field(60.0, check=positive)
+    keepalive: Annotated[float, Duration] = field(75.0, check=positive)
+    send_idle: Annotated[float, Duration] = field(60.0, check=positive)
+    tunnel_idle: Annotated[float, Duration] = field(300.0, check=positive)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ListenersConfig:
     inbound: ListenerConfig | None = field(None)
     admin: ListenerConfig = field(
         default_factory=lambda: ListenerConfig(address="127.0.0.1", port=15900)
     )
     egress: ListenerConfig | None = field(None)
+    # Open client connections per listener (Envoy's max_connections); more are closed.
+    max_connections: int = field(4096, check=at_least(1))
+    timeouts: DownstreamTimeoutsConfig = field(default_factory=DownstreamTimeoutsConfig)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -2,9 +2,13 @@
 
 Bounded: when more than ``HIGH_WATER`` bytes wait unread, the connection stops reading
 (TCP back-pressure reaches the client) until the reader catches up. ``readany`` returns
-``b""`` at the end of the body and raises ``ConnectionResetError`` when the client went
-away before sending all of it. ``Expect: 100-continue`` is answered on the first read, so a
-request the sidecar refuses early never makes the client send its body.
+everything that arrived since the last read as one piece (a body sent in a million tiny
+chunks costs its reader a few reads, not a million), ``b""`` at the end of the body, and
+raises ``ConnectionResetError`` when the client went away before sending all of it, or
+the error the body was failed with (``BodyTimeout``, ``BadRequest`` for broken framing).
+``Expect: 100-continue`` is answered on the first read, so a request the sidecar refuses
+early never makes the client send its body. ``when_complete`` calls back once the whole
+body has arrived (the moment the request's timers start).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ class BodyTimeout(RequestTimeout):
 class BodyStream:
     __slots__ = (
         "_chunks",
+        "_complete",
         "_continue",
         "_eof",
         "_error",
@@ -56,6 +61,7 @@ class BodyStream:
         self._paused = False
         self._continue = send_continue
         self._idle_timeout = idle_timeout  # longest wait for the next bytes; 0: none
+        self._complete: list[Callable[[], None]] | None = None
         self.total_bytes = 0
 
     # -- the parser's side -------------------------------------------------------------
@@ -72,6 +78,19 @@ class BodyStream:
     def feed_eof(self) -> None:
         self._eof = True
         self._wake()
+        callbacks, self._complete = self._complete, None
+        if callbacks:
+            for callback in callbacks:
+                callback()
+
+    def when_complete(self, callback: Callable[[], None]) -> None:
+        """``callback()`` once the whole body has arrived: now, if it has."""
+        if self._eof:
+            callback()
+        elif self._complete is None:
+            self._complete = [callback]
+        else:
+            self._complete.append(callback)
 
     def fail(self, error: BaseException) -> None:
         if not self._eof:
@@ -113,7 +132,12 @@ class BodyStream:
                 self._waiter = None
                 if timer is not None:
                     timer.cancel()
-        data = self._chunks.popleft()
+        chunks = self._chunks
+        if len(chunks) == 1:
+            data = chunks.popleft()
+        else:
+            data = b"".join(chunks)
+            chunks.clear()
         self._size -= len(data)
         if self._paused and self._size < LOW_WATER:
             self._paused = False

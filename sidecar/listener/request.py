@@ -36,6 +36,7 @@ class DownstreamRequest:
         "method",
         "raw_path",
         "transport",
+        "upgrade",
         "version",
     )
 
@@ -51,6 +52,7 @@ class DownstreamRequest:
         has_body: bool,
         keep_alive: bool,
         client_ip: str = "",
+        upgrade: str | None = None,
     ) -> None:
         self.method = method
         self.raw_path = raw_path
@@ -62,6 +64,9 @@ class DownstreamRequest:
         self.has_body = has_body
         self.keep_alive = keep_alive
         self.client_ip = client_ip  # the peer's address; "" when unknown
+        # An upgrade the client asked for: "websocket", "connect", or "ignored" (any
+        # other protocol, served as HTTP/1.1); None when it asked for none.
+        self.upgrade = upgrade
 
     @property
     def body_exists(self) -> bool:

@@ -52,6 +52,16 @@ class RequestTimeout(ProxyError):
     closes_connection = True  # the rest of the body may still come: the stream is unusable
 
 
+class DownstreamDisconnect(ProxyError):
+    """The client went away while its request body was being read (nginx's 499).
+
+    Nobody is left to answer; the attempt it cuts short is ``CANCELLED``, never charged
+    to the endpoint."""
+
+    status, reason, flag, outcome = 499, "downstream_disconnect", "DC", Outcome.CANCELLED
+    closes_connection = True
+
+
 class InternalError(ProxyError):
     """A fault in Pilotfish itself (logged with its traceback where it happened).
 

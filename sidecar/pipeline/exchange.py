@@ -18,16 +18,21 @@ if TYPE_CHECKING:
 
     from resilience.deadline import Deadline
     from sidecar.cluster import Cluster, EndpointState
+    from sidecar.pipeline.attempt import Attempt
+    from sidecar.pipeline.timeouts import Ticket
     from sidecar.telemetry.observer import Observer
+    from sidecar.tunnel import Tunnel
 
 
 class Exchange:
     __slots__ = (
+        "attempt",
         "attempts",
         "body",
         "client_ip",
         "cluster",
         "deadline",
+        "deadline_ticket",
         "endpoint",
         "flags",
         "hash_key",
@@ -42,6 +47,7 @@ class Exchange:
         "status",
         "task",
         "tried",
+        "tunnel",
     )
 
     def __init__(
@@ -66,7 +72,9 @@ class Exchange:
         self.request_id = request_id
         self.cluster = cluster
         self.hash_key: str | None = None
-        self.deadline: Deadline | None = None
+        self.deadline: Deadline | None = None  # from the moment the request is complete
+        self.deadline_ticket: Ticket | None = None
+        self.attempt: Attempt | None = None  # the latest
         self.attempts = 0
         self.tried: list[EndpointState] = []
         self.endpoint: EndpointState | None = None
@@ -76,6 +84,7 @@ class Exchange:
         self.observer = observer
         self.span = span  # the observer's per-request context
         self.task: asyncio.Task[Any] | None = None  # the task serving it, for timeouts
+        self.tunnel: Tunnel | None = None  # after a 101: the upgraded connection
 
     def add_flag(self, flag: str) -> None:
         if flag not in self.flags.split(","):

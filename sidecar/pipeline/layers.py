@@ -3,6 +3,12 @@
 Order (outermost first) is fixed in ``sidecar.pipeline.stack``: Deadline → Retry → Pick →
 Endpoint → PerTryTimeout → Transport. Every layer is ``async (Exchange) -> UpstreamResponse``
 and raises ``ProxyError`` for failures the sidecar answers itself.
+
+Both timers (the total deadline and the per-try timeout) run from the moment the request
+is complete, as Envoy's do: at once for a request whose body is buffered (or absent), and
+from the last body byte for a streamed one. Time spent waiting for the client is never
+counted against an endpoint. The endpoint layer opens an ``Attempt``, and the attempt is
+settled when it fails or, once answered, when the response body ends (see ``attempt``).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from resilience.clock import Clock
 from resilience.deadline import Deadline
 from resilience.outcome import Outcome, classify_status
 from resilience.retry import GiveUp
+from sidecar.pipeline.attempt import Attempt
 from sidecar.pipeline.errors import (
     DeadlineExceeded,
     NoHealthyUpstream,
@@ -22,7 +29,7 @@ from sidecar.pipeline.errors import (
     UpstreamTimeout,
 )
 from sidecar.pipeline.exchange import Exchange
-from sidecar.pipeline.timeouts import TimeoutQueues
+from sidecar.pipeline.timeouts import Ticket, TimeoutQueues
 from sidecar.transport.base import UpstreamResponse
 
 Handler = Callable[[Exchange], Awaitable[UpstreamResponse]]
@@ -32,6 +39,16 @@ def _current_task() -> asyncio.Task[object]:
     task = asyncio.current_task()
     assert task is not None, "the pipeline runs inside a task"
     return task
+
+
+def _when_complete(body: object, start: Callable[[], None]) -> None:
+    """Call ``start`` once the request is complete: now when its body is bytes or none,
+    else when the streamed body has arrived whole."""
+    later = getattr(body, "when_complete", None)
+    if later is None:
+        start()
+    else:
+        later(start)
 
 
 class BreakerRejected(ProxyError):
@@ -52,16 +69,26 @@ class DeadlineLayer:
         total = ex.cluster.total_timeout
         if not total:
             return await self.inner(ex)
-        ex.deadline = Deadline(self.clock, total)
         task = ex.task
         if task is None:
             task = ex.task = _current_task()
+        ticket = ex.deadline_ticket = self.timeouts.ticket(total, task)
+        body = ex.body
+        if body is None or type(body) is bytes:
+            ex.deadline = Deadline(self.clock, total)
+            ticket.arm()
+        else:
+            _when_complete(body, lambda: self._start(ex, ticket, total))
         try:
-            with self.timeouts.arm(total, task):
+            with ticket:
                 return await self.inner(ex)
         except TimeoutError:
             ex.outcome = Outcome.TIMEOUT
             raise DeadlineExceeded(f"no answer within the total timeout of {total:g}s") from None
+
+    def _start(self, ex: Exchange, ticket: Ticket, total: float) -> None:
+        ex.deadline = Deadline(self.clock, total)
+        ticket.arm()
 
 
 class RetryLayer:
@@ -156,7 +183,8 @@ class PickLayer:
 
 
 class EndpointLayer:
-    """Breaker admission, in-flight count, and recording of the attempt's ``Outcome``."""
+    """Breaker admission, then the ``Attempt`` that accounts for this try; a response
+    carries its attempt on to be settled at the end of its body."""
 
     def __init__(self, inner: Handler) -> None:
         self.inner = inner
@@ -172,22 +200,25 @@ class EndpointLayer:
                 raise BreakerRejected(f"breaker of {state.id} is open")
         ex.attempts += 1
         ex.tried.append(state)
-        state.in_flight += 1
-        outcome = Outcome.LOCAL_REJECTION
+        attempt = ex.attempt = Attempt(ex, state, permit)
         try:
             resp = await self.inner(ex)
-            outcome = ex.outcome  # classified once, by the transport layer
-            return resp
         except ProxyError as exc:
-            outcome = exc.outcome
+            ex.outcome = exc.outcome
+            attempt.settle(exc.outcome, exc.reason)
             raise
-        finally:
-            state.in_flight -= 1
-            ex.outcome = outcome
-            if permit is not None:
-                # A cancelled attempt (downstream gone, deadline) says nothing of the endpoint.
-                permit.record(outcome)
-            ex.cluster.record(state, outcome)
+        except asyncio.CancelledError:
+            deadline = ex.deadline_ticket
+            if deadline is not None and deadline.fired:
+                attempt.settle(Outcome.TIMEOUT, "deadline_exceeded")
+            else:
+                attempt.settle(Outcome.CANCELLED, "cancelled")  # the client left
+            raise
+        except BaseException:
+            attempt.settle(Outcome.LOCAL_REJECTION, "internal")
+            raise
+        resp.watch(attempt)
+        return resp
 
 
 class PerTryTimeoutLayer:
@@ -201,11 +232,18 @@ class PerTryTimeoutLayer:
         per_try = ex.cluster.per_try_timeout
         if per_try is None or (ex.deadline is not None and ex.deadline.remaining() <= per_try):
             # The total deadline ends this try first. A second timer due at the same moment
-            # would race it; left to the deadline's own timer, the try is cancelled, answered
-            # deadline_exceeded, and (cancelled) says nothing of the endpoint.
+            # would race it; left to the deadline's own timer, the try is cancelled and
+            # answered deadline_exceeded (a timeout of this endpoint all the same).
             return await self.inner(ex)
+        task = ex.task or _current_task()
+        body = ex.body
+        if body is None or type(body) is bytes:
+            ticket = self.timeouts.arm(per_try, task)
+        else:
+            ticket = self.timeouts.ticket(per_try, task)
+            _when_complete(body, ticket.arm)
         try:
-            with self.timeouts.arm(per_try, ex.task or _current_task()):
+            with ticket:
                 return await self.inner(ex)
         except TimeoutError:
             where = ex.endpoint.id if ex.endpoint else "?"
@@ -218,20 +256,13 @@ class TransportLayer:
     async def __call__(self, ex: Exchange) -> UpstreamResponse:
         state = ex.endpoint
         assert state is not None
-        observer = ex.observer
-        token = observer.attempt_start(ex)  # observer hook
-        try:
-            resp = await ex.cluster.transport.send(
-                state.endpoint, ex.method, ex.path, ex.headers, ex.body
-            )
-        except ProxyError as exc:
-            observer.attempt_end(token, ex, exc.outcome, None, exc.reason)  # observer hook
-            raise
-        except asyncio.CancelledError:
-            observer.attempt_end(token, ex, Outcome.TIMEOUT, None, "cancelled")  # observer hook
-            raise
-        ex.status = resp.status
+        resp = await ex.cluster.transport.send(
+            state.endpoint, ex.method, ex.path, ex.headers, ex.body
+        )
+        ex.status = status = resp.status
         # The one place an answered attempt is classified; every policy reads ex.outcome.
-        ex.outcome = outcome = classify_status(resp.status)
-        observer.attempt_end(token, ex, outcome, resp.status, None)  # observer hook
+        ex.outcome = outcome = classify_status(status)
+        attempt = ex.attempt
+        if attempt is not None:
+            attempt.answered(status, outcome)
         return resp

@@ -11,8 +11,13 @@ Expiry cancels the task, exactly as ``asyncio.timeout`` does; used as a context 
 ticket turns its own cancellation into ``TimeoutError``, and ``settle`` tells the caller
 whether the ``CancelledError`` it holds was this timeout's (``uncancel``-counted, so
 an outer timeout or a real cancellation firing in the same moment is never swallowed).
+A ticket may also be made unarmed and armed later (``TimeoutQueues.ticket``, then
+``arm``): a request's timers start when the request is complete, which for a streamed
+body is after the attempt began. Armed at any moment, its deadline is still "now + the
+queue's delay", so the queue stays in deadline order.
+
 Invariants: a ticket fires at most once and never before its deadline; a settled ticket
-never fires.
+never fires; an unarmed ticket never fires and arming it twice changes nothing.
 """
 
 from __future__ import annotations
@@ -26,14 +31,22 @@ _RESOLUTION = 0.001
 
 
 class Ticket:
-    __slots__ = ("_cancelling", "deadline", "fired", "settled", "task")
+    __slots__ = ("_cancelling", "_queue", "deadline", "fired", "settled", "task")
 
-    def __init__(self, deadline: float, task: asyncio.Task[object]) -> None:
-        self.deadline = deadline
+    def __init__(self, queue: TimeoutQueue, task: asyncio.Task[object]) -> None:
+        self._queue: TimeoutQueue | None = queue  # None once armed
+        self.deadline = 0.0
         self.task = task
         self._cancelling = task.cancelling()
         self.fired = False
         self.settled = False
+
+    def arm(self) -> None:
+        """Start the clock: the ticket expires one delay of its queue from now."""
+        queue = self._queue
+        if queue is not None and not self.settled:
+            self._queue = None
+            queue.enqueue(self)
 
     def __enter__(self) -> Ticket:
         return self
@@ -68,14 +81,18 @@ class TimeoutQueue:
         return len(self._entries)
 
     def arm(self, task: asyncio.Task[object]) -> Ticket:
-        ticket = Ticket(self._loop.time() + self.delay, task)
+        ticket = Ticket(self, task)
+        self.enqueue(ticket)
+        return ticket
+
+    def enqueue(self, ticket: Ticket) -> None:
+        ticket.deadline = self._loop.time() + self.delay
         entries = self._entries
         while entries and entries[0].settled:
             entries.popleft()
         entries.append(ticket)
         if self._timer is None:
             self._timer = self._loop.call_at(ticket.deadline, self._expire)
-        return ticket
 
     def close(self) -> None:
         if self._timer is not None:
@@ -110,10 +127,17 @@ class TimeoutQueues:
         self._queues: dict[float, TimeoutQueue] = {}
 
     def arm(self, delay: float, task: asyncio.Task[object]) -> Ticket:
+        return self._queue_for(delay, task).arm(task)
+
+    def ticket(self, delay: float, task: asyncio.Task[object]) -> Ticket:
+        """An unarmed ticket: it runs from its ``arm()``."""
+        return Ticket(self._queue_for(delay, task), task)
+
+    def _queue_for(self, delay: float, task: asyncio.Task[object]) -> TimeoutQueue:
         queue = self._queues.get(delay)
         if queue is None or self._loop is not task.get_loop():
             queue = self._queue(delay, task.get_loop())
-        return queue.arm(task)
+        return queue
 
     def _queue(self, delay: float, loop: asyncio.AbstractEventLoop) -> TimeoutQueue:
         if loop is not self._loop:  # a new loop (tests run several): old timers are void

@@ -235,7 +235,7 @@ class RequestMetrics:
         )
         self.attempt_duration_metric = histogram(
             "pilotfish_upstream_attempt_duration_seconds",
-            "Time from sending an attempt to its response headers (or failure).",
+            "Time from sending an attempt to the end of its response body (or its failure).",
             ("cluster",),
         )
         self.retries_metric = counter(
@@ -273,6 +273,23 @@ class RequestMetrics:
             "Endpoints ejected by outlier detection.",
             ("cluster", "endpoint", "reason"),
         )
+        self.refused_metric = counter(
+            "pilotfish_downstream_refused",
+            "Requests a listener refused before serving them (framing, limits, head rules, "
+            "head timeout), by status.",
+            ("listener", "code"),
+        )
+        self.connection_overflow_metric = counter(
+            "pilotfish_downstream_connection_overflows",
+            "Connections closed on accept because the listener had max_connections open.",
+            ("listener",),
+        )
+        self.tunnel_bytes_metric = counter(
+            "pilotfish_tunnel_bytes",
+            "Bytes relayed through upgraded (WebSocket) connections, in from the client or "
+            "out to it, counted when the tunnel ends.",
+            ("listener", "direction"),
+        )
         self.trace_spans_metric = counter(
             "pilotfish_trace_export_spans",
             "Spans handed to the OTLP exporter, by result.",
@@ -298,6 +315,9 @@ class RequestMetrics:
         self.breaker_rejections = self.breaker_rejections_metric.children
         self.ring_hash_fallbacks = self.ring_hash_fallbacks_metric.children
         self.ejections = self.ejections_metric.children
+        self.refused = self.refused_metric.children
+        self.connection_overflows = self.connection_overflow_metric.children
+        self.tunnel_bytes = self.tunnel_bytes_metric.children
         self.spans_exported = self.trace_spans_metric.children[("exported",)]
         self.spans_failed = self.trace_spans_metric.children[("failed",)]
 

@@ -5,10 +5,9 @@ collector and the ejection callbacks and starts tracing and the access log as co
 ``close()`` flushes spans and log lines. With tracing disabled no span object is ever made;
 with the access log disabled no record is built.
 
-An attempt cancelled from outside (per-try timeout, total deadline, or the client going
-away) reaches ``attempt_end`` as ``cancelled``; which it was is only known later, so it is
-settled at the next attempt (it was a timeout) or at ``request_end`` (a timeout, unless
-the client disconnected).
+An attempt reaches ``attempt_end`` once, when it is settled: at its failure, or at the
+end of its response body (see ``sidecar.pipeline.attempt``), always before its request's
+``request_end``.
 
 Invariants: hooks never raise into the request path (an internal error is counted in
 ``pilotfish_telemetry_errors_total``); every accepted request is counted once and every
@@ -21,7 +20,7 @@ import contextvars
 import logging
 from collections.abc import Mapping
 from functools import partial
-from time import perf_counter, time, time_ns
+from time import perf_counter, time
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry
@@ -39,6 +38,7 @@ if TYPE_CHECKING:
 
     from resilience.outlier import Ejected
     from sidecar.app import Sidecar
+    from sidecar.listener.head_rules import Refusal
     from sidecar.listener.request import DownstreamRequest
     from sidecar.pipeline.exchange import Exchange
 
@@ -62,26 +62,24 @@ class ListenerStats:
 class RequestContext:
     """Per-request state, kept by the pipeline as ``Exchange.span``."""
 
-    __slots__ = ("listener", "panic_seen", "pending", "span", "start", "wall")
+    __slots__ = ("listener", "panic_seen", "span", "start", "wall")
 
     def __init__(self, listener: ListenerStats) -> None:
         self.listener = listener
         self.start = perf_counter()
         self.wall = time()
         self.span: Span | None = None
-        self.pending: Attempt | None = None  # a cancelled attempt not yet classified
         self.panic_seen = False
 
 
 class Attempt:
-    __slots__ = ("cluster", "duration", "end_ns", "endpoint", "span", "start")
+    __slots__ = ("cluster", "duration", "endpoint", "span", "start")
 
     def __init__(self, cluster: str, endpoint: str) -> None:
         self.cluster = cluster
         self.endpoint = endpoint
         self.start = perf_counter()
         self.duration = 0.0
-        self.end_ns: int | None = None
         self.span: Span | None = None
 
 
@@ -149,6 +147,20 @@ class Telemetry:
             self._warned = True
             log.exception("telemetry hook failed; the request went on (further errors counted)")
 
+    # -- listener hooks (what happens before a request reaches a handler) ---------------
+
+    def listener_refused(self, listener: str, refusal: Refusal) -> None:
+        try:
+            self.metrics.refused[(listener, str(refusal.status))].inc()
+        except Exception:
+            self._fault()
+
+    def listener_overflow(self, listener: str) -> None:
+        try:
+            self.metrics.connection_overflows[(listener,)].inc()
+        except Exception:
+            self._fault()
+
     # -- Observer hooks ----------------------------------------------------------------
 
     def request_start(self, listener: str, request: DownstreamRequest) -> Any:
@@ -185,8 +197,10 @@ class Telemetry:
             stats.in_flight -= 1
             self.metrics.downstream_requests[(listener, code_class(status))].inc()
             stats.duration.observe(elapsed)
-            if ctx.pending is not None:
-                self._settle(ctx, "cancelled" if status == 0 else "timeout")
+            tunnel = ex.tunnel if ex is not None else None
+            if tunnel is not None:
+                self.metrics.tunnel_bytes[(listener, "in")].inc(tunnel.bytes_in)
+                self.metrics.tunnel_bytes[(listener, "out")].inc(tunnel.bytes_out)
             span = ctx.span
             flags = ""
             if self.access_log is not None or (span is not None and span.is_recording()):
@@ -208,12 +222,9 @@ class Telemetry:
                 return None
             cluster = ex.cluster
             ctx = ex.span if isinstance(ex.span, RequestContext) else None
-            if ctx is not None:
-                if ctx.pending is not None:
-                    self._settle(ctx, "timeout")  # a new attempt: the last one timed out
-                if cluster.panic and not ctx.panic_seen:
-                    ctx.panic_seen = True
-                    self._decision(ctx, "panic", {"pilotfish.cluster": cluster.name})
+            if ctx is not None and cluster.panic and not ctx.panic_seen:
+                ctx.panic_seen = True
+                self._decision(ctx, "panic", {"pilotfish.cluster": cluster.name})
             if ex.hash_key is not None:
                 primary = cluster.primary(ex.hash_key)
                 if primary is not None and primary != state.id:
@@ -239,14 +250,6 @@ class Telemetry:
             return
         try:
             token.duration = perf_counter() - token.start
-            if error == "cancelled":
-                token.end_ns = time_ns()
-                ctx = ex.span if isinstance(ex.span, RequestContext) else None
-                if ctx is not None:
-                    ctx.pending = token
-                    return
-                self._finish(token, "cancelled", None, "cancelled")
-                return
             self._finish(token, outcome.value, status, error)
         except Exception:
             self._fault()
@@ -274,11 +277,6 @@ class Telemetry:
         if ctx is not None and ctx.span is not None and self.tracing is not None:
             self.tracing.add_event(ctx.span, name, attributes)
 
-    def _settle(self, ctx: RequestContext, outcome: str) -> None:
-        attempt, ctx.pending = ctx.pending, None
-        if attempt is not None:
-            self._finish(attempt, outcome, None, outcome)
-
     def _finish(
         self, attempt: Attempt, outcome: str, status: int | None, error: str | None
     ) -> None:
@@ -291,7 +289,7 @@ class Telemetry:
         elif outcome == "connect_failure":
             m.connect_failures[key].inc()
         if attempt.span is not None and self.tracing is not None:
-            self.tracing.end_client(attempt.span, status, error, attempt.end_ns)
+            self.tracing.end_client(attempt.span, status, error)
 
     def _ejected(self, cluster: str, ejected: Ejected) -> None:
         try:
@@ -339,7 +337,9 @@ class Telemetry:
             "response_flags": flags,
             "trace_id": trace_id,
             "request_id": ex.request_id if ex is not None else headers.get("x-request-id"),
-            "bytes_in": request.content.total_bytes,
+            "bytes_in": request.content.total_bytes
+            if ex is None or ex.tunnel is None
+            else ex.tunnel.bytes_in,
             "bytes_out": bytes_out,
             "user_agent": headers.get("User-Agent"),
         }

@@ -243,15 +243,13 @@ class Tracing:
         _inject(ex.headers, span.get_span_context())
         return span
 
-    def end_client(
-        self, span: Span, status: int | None, error: str | None, end_time: int | None = None
-    ) -> None:
+    def end_client(self, span: Span, status: int | None, error: str | None) -> None:
         if self.exporting and span.is_recording():
             error_type = semconv.client_error_type(status, error)
             span.set_attributes(semconv.client_attempt_end_attributes(status, error_type))
             if error_type is not None:
                 span.set_status(_ERROR)
-        span.end(end_time=end_time)
+        span.end()
 
     # -- events and ids ----------------------------------------------------------------
 

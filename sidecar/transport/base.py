@@ -2,19 +2,37 @@
 
 A ``Transport`` sends one request to one endpoint and returns an ``UpstreamResponse`` as
 soon as the status line and headers arrived; the body is read by whoever writes the
-downstream response. Failures are raised as the pipeline's ``ProxyError`` subclasses
+downstream response, and the response reports to the ``ResponseEnd`` it is given how its
+body ended: whole, broken (the endpoint's failure) or abandoned by its reader. A ``101``
+answer to an upgrade request (``Upgrade`` among the request's fields) becomes a tunnel.
+Failures are raised as the pipeline's ``ProxyError`` subclasses
 (``ConnectFailure``, ``UpstreamReset``); a per-try timeout is applied around ``send`` by the
 caller. Replacing the transport (a faster one on ``asyncio.Protocol``) touches nothing else.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any, Protocol
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from discovery.model import Endpoint
+
+if TYPE_CHECKING:
+    from sidecar.pipeline.errors import ProxyError
+    from sidecar.tunnel import Tunnel
+
+
+class ResponseEnd(Protocol):
+    """Told once how a response's body ended."""
+
+    def ended(self) -> None: ...
+
+    def failed(self, error: ProxyError) -> None: ...
+
+    def abandoned(self) -> None: ...
 
 
 class UpstreamResponse(Protocol):
@@ -35,6 +53,13 @@ class UpstreamResponse(Protocol):
 
     def close(self) -> None:
         """Drop the connection (the body was not read to the end)."""
+
+    def watch(self, end: ResponseEnd) -> None:
+        """Report how the body ends to ``end`` (once)."""
+
+    def tunnel(self, start: Callable[[asyncio.Transport, bytes], Tunnel]) -> Tunnel:
+        """After a 101: hand the connection and the bytes that followed the head to
+        ``start``, which makes the tunnel; the connection leaves the pool for good."""
 
 
 class Transport(Protocol):

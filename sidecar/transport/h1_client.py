@@ -17,34 +17,53 @@ Invariants:
 - Failures surface only as ``ConnectFailure`` and ``UpstreamReset`` (``InternalError`` for a
   fault of our own); a header carrying CR or LF is refused as ``BadRequest`` before
   anything is sent. A streamed body whose reader fails with a ``ProxyError`` of its own
-  (the client stopped sending: ``RequestTimeout``) fails the exchange with that error, so
-  the endpoint is not blamed for it.
+  (the client stopped sending: ``RequestTimeout``; broke its framing: ``BadRequest``; left:
+  ``DownstreamDisconnect``) fails the exchange with that error, so the endpoint is not
+  blamed for it.
+- The response tells the ``ResponseEnd`` it watches how its body ended, exactly once:
+  read whole (or none to read), broken by a ``ProxyError``, or dropped before its end.
+- An answer ``101`` to a request carrying ``Upgrade`` is the last HTTP on its connection:
+  ``tunnel`` hands the socket over and the pool never sees it again.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from discovery.model import Endpoint
 from resilience.limits import PendingLimit
-from sidecar.pipeline.errors import BadRequest, ProxyError, UpstreamReset
+from sidecar.pipeline.errors import BadRequest, DownstreamDisconnect, ProxyError, UpstreamReset
+from sidecar.transport.base import ResponseEnd
 from sidecar.transport.h1_pool import EndpointPool
 from sidecar.transport.h1_protocol import H1Connection
+
+if TYPE_CHECKING:
+    from sidecar.tunnel import Tunnel
 
 _BODY_METHODS = frozenset(("POST", "PUT", "PATCH"))
 _SMALL_WRITE = 16 * 1024  # a body up to this size is copied behind the head: one send
 
 
 class H1Response:
-    __slots__ = ("_conn", "_headers", "_pool", "content_length", "fields", "reason", "status")
+    __slots__ = (
+        "_conn",
+        "_end",
+        "_headers",
+        "_pool",
+        "content_length",
+        "fields",
+        "reason",
+        "status",
+    )
 
     def __init__(self, conn: H1Connection, pool: EndpointPool) -> None:
         self._conn: H1Connection | None = conn
         self._pool = pool
+        self._end: ResponseEnd | None = None
         self.status = conn.status
         self.reason = conn.reason
         self.fields = conn.fields
@@ -65,6 +84,9 @@ class H1Response:
             )
         return headers
 
+    def watch(self, end: ResponseEnd) -> None:
+        self._end = end
+
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         conn = self._conn
         if conn is None:
@@ -72,9 +94,13 @@ class H1Response:
         try:
             while chunk := await conn.next_chunk():
                 yield chunk
+        except ProxyError as exc:
+            self._broken(exc)
+            raise
         except BaseException:
             self.close()
             raise
+        self._ended()
 
     async def read(self) -> bytes:
         conn = self._conn
@@ -82,24 +108,29 @@ class H1Response:
             return b""
         try:
             data = await conn.next_chunk()
-            if not data:
-                return data
-            more = await conn.next_chunk()
-            if not more:
-                return data  # the usual case: the whole body came with the headers
-            parts = [data, more]
-            while more := await conn.next_chunk():
-                parts.append(more)
+            if data:
+                more = await conn.next_chunk()
+                if more:
+                    parts = [data, more]
+                    while more := await conn.next_chunk():
+                        parts.append(more)
+                    data = b"".join(parts)
+                # else the usual case: the whole body came with the headers
+        except ProxyError as exc:
+            self._broken(exc)
+            raise
         except BaseException:
             self.close()
             raise
-        return b"".join(parts)
+        self._ended()
+        return data
 
     def release(self) -> None:
         conn = self._conn
         if conn is not None:
             self._conn = None
             self._pool.checkin(conn)  # closes it unless the exchange ended cleanly
+        self._ended()  # read to its end, or a response without a body
 
     def close(self) -> None:
         conn = self._conn
@@ -107,6 +138,33 @@ class H1Response:
             self._conn = None
             conn.close()
             conn.finish()
+        end = self._end
+        if end is not None:
+            self._end = None
+            end.abandoned()
+
+    def tunnel(self, start: Callable[[asyncio.Transport, bytes], Tunnel]) -> Tunnel:
+        conn = self._conn
+        if conn is None or not conn.upgraded or conn.transport is None:
+            raise UpstreamReset("the upgraded connection is gone")
+        self._conn = None
+        tunnel = start(conn.transport, conn.take_early())
+        conn.tunnel = tunnel
+        self._ended()
+        return tunnel
+
+    def _ended(self) -> None:
+        end = self._end
+        if end is not None:
+            self._end = None
+            end.ended()
+
+    def _broken(self, error: ProxyError) -> None:
+        end = self._end
+        self._end = None
+        self.close()
+        if end is not None:
+            end.failed(error)
 
 
 class H1Transport:
@@ -157,17 +215,18 @@ class H1Transport:
         pool = self.pool(endpoint)
         head, payload, length = encode_request(method, path, headers, body, endpoint.id)
         is_head = method == "HEAD"
+        upgrade = "Upgrade" in headers
         conn, reused = await pool.acquire(self._pending)
         if not reused:
-            return H1Response(await _exchange(conn, is_head, head, payload, length), pool)
+            return H1Response(await _exchange(conn, is_head, upgrade, head, payload, length), pool)
         try:
-            return H1Response(await _exchange(conn, is_head, head, payload, length), pool)
+            return H1Response(await _exchange(conn, is_head, upgrade, head, payload, length), pool)
         except UpstreamReset:
             if conn.received_any or not (payload is None or isinstance(payload, bytes)):
                 raise
         # The reused connection was closed by the upstream while idle: see the docstring.
         conn = await pool.connect()
-        return H1Response(await _exchange(conn, is_head, head, payload, length), pool)
+        return H1Response(await _exchange(conn, is_head, upgrade, head, payload, length), pool)
 
     async def close(self) -> None:
         pools = list(self._pools.values())
@@ -177,9 +236,9 @@ class H1Transport:
 
 
 async def _exchange(
-    conn: H1Connection, is_head: bool, head: bytes, payload: Any, length: int | None
+    conn: H1Connection, is_head: bool, upgrade: bool, head: bytes, payload: Any, length: int | None
 ) -> H1Connection:
-    conn.begin(is_head)
+    conn.begin(is_head, upgrade)
     try:
         if payload is None:
             conn.write(head)
@@ -229,6 +288,8 @@ async def _write_stream(conn: H1Connection, body: Any, length: int | None) -> No
         conn.fail(exc)
     except asyncio.CancelledError:
         raise
+    except ConnectionResetError:  # only the body's reader raises it: the client is gone
+        conn.fail(DownstreamDisconnect("the client left before sending its whole body"))
     except Exception as exc:
         conn.fail(UpstreamReset(f"the request body could not be sent: {exc!r}"))
     finally:

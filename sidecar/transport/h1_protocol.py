@@ -21,6 +21,12 @@ Invariants:
   endpoint.
 - ``reusable`` holds only when the response was received whole, the request was written
   whole, the parser says keep-alive and nothing arrived out of turn.
+- A request body the upstream stops reading for ``stream_idle_timeout`` fails the exchange
+  with ``UpstreamReset`` (the timer runs only while a write waits for room).
+- For an upgrade request, a ``101`` with its ``Upgrade`` is the final answer: the exchange
+  ends with the head (``upgraded``), the bytes behind it are kept for the tunnel, and from
+  then on the socket's events go to the ``tunnel``. Without an upgrade request, a 101 that
+  switches protocols is an invalid response.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from sidecar.pipeline.errors import InternalError, ProxyError, UpstreamReset
 
 if TYPE_CHECKING:
     from sidecar.transport.h1_pool import EndpointPool
+    from sidecar.tunnel import Tunnel
 
 log = logging.getLogger("pilotfish.transport")
 
@@ -58,6 +65,7 @@ class H1Connection(asyncio.Protocol):
         "_buffered",
         "_chunks",
         "_drain_waiter",
+        "_early",
         "_error",
         "_head",
         "_headers_done",
@@ -68,6 +76,7 @@ class H1Connection(asyncio.Protocol):
         "_parser_spent",
         "_read_paused",
         "_until_eof",
+        "_upgrade",
         "_waiter",
         "_write_paused",
         "closed",
@@ -81,6 +90,8 @@ class H1Connection(asyncio.Protocol):
         "request_sent",
         "status",
         "transport",
+        "tunnel",
+        "upgraded",
         "writer",
     )
 
@@ -113,16 +124,22 @@ class H1Connection(asyncio.Protocol):
         self.in_pool = False
         self.idle_since = 0.0
         self.writer: asyncio.Task[None] | None = None
+        self._upgrade = False
+        self.upgraded = False
+        self._early = b""
+        self.tunnel: Tunnel | None = None
 
     # -- the exchange, as seen by the client ----------------------------------------------
 
-    def begin(self, head: bool) -> None:
-        """Start an exchange; ``head`` says the response carries no body."""
+    def begin(self, head: bool, upgrade: bool = False) -> None:
+        """Start an exchange; ``head`` says the response carries no body, ``upgrade`` that
+        the request asks to switch protocols."""
         if self._parser_spent:
             self._parser = HttpResponseParser(self)
             self._parser_spent = False
         self._active = True
         self._head = head
+        self._upgrade = upgrade
         self._headers_done = self._message_done = self._until_eof = self._keep_alive = False
         self._error = None
         self.received_any = self.request_sent = False
@@ -164,13 +181,22 @@ class H1Connection(asyncio.Protocol):
         assert self.transport is not None
         self.transport.writelines(data)
 
+    def take_early(self) -> bytes:
+        """The bytes that followed a 101 head (the new protocol's first)."""
+        early, self._early = self._early, b""
+        return early
+
     async def drain(self) -> None:
+        idle = self.pool.stream_idle_timeout
         while self._write_paused and not self.closed:
             waiter = self._drain_waiter = self._loop.create_future()
+            timer = self._loop.call_later(idle, self._upload_stalled, idle) if idle else None
             try:
                 await waiter
             finally:
                 self._drain_waiter = None
+                if timer is not None:
+                    timer.cancel()
         if self.closed:
             raise self._error or UpstreamReset(f"{self.pool.label} closed the connection")
 
@@ -243,6 +269,9 @@ class H1Connection(asyncio.Protocol):
     def _body_stalled(self, idle: float) -> None:
         self.fail(UpstreamReset(f"{self.pool.label} sent no body bytes for {idle:g}s"))
 
+    def _upload_stalled(self, idle: float) -> None:
+        self.fail(UpstreamReset(f"{self.pool.label} read none of the request body for {idle:g}s"))
+
     def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
@@ -254,6 +283,12 @@ class H1Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
 
     def data_received(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self.tunnel.from_upstream(data)
+            return
+        if self.upgraded:
+            self._early += data  # before the tunnel takes over
+            return
         if not self._active or self._message_done:
             # An upstream speaking out of turn cannot be trusted with the next request.
             self._keep_alive = False
@@ -262,7 +297,18 @@ class H1Connection(asyncio.Protocol):
         self.received_any = True
         try:
             self._parser.feed_data(data)
-        except (HttpParserError, HttpParserUpgrade) as exc:
+        except HttpParserUpgrade as exc:
+            if self.upgraded:  # the 101 we asked for: what follows it is the new protocol's
+                self._early = data[exc.args[0] :]
+                self._wake()
+                return
+            self.fail(
+                UpstreamReset(
+                    f"{self.pool.label} sent an invalid response: it switched protocols unasked"
+                )
+            )
+            return
+        except HttpParserError as exc:
             raised = exc.__context__  # httptools wraps what a callback raised
             if isinstance(raised, _Invalid):
                 self.fail(UpstreamReset(f"{self.pool.label} sent an invalid response: {raised}"))
@@ -276,10 +322,15 @@ class H1Connection(asyncio.Protocol):
         self._wake()
 
     def eof_received(self) -> bool:
+        if self.tunnel is not None:
+            self.tunnel.upstream_eof()
+            return True  # a tunnel passes the half-close on
         return False  # the transport closes itself; connection_lost settles the exchange
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self.tunnel is not None:
+            self.tunnel.lost()
         if self._active and not self._message_done and self._error is None:
             if self._headers_done and self._until_eof and exc is None:
                 self._message_done = True  # a close-delimited body ends here
@@ -299,9 +350,13 @@ class H1Connection(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._write_paused = True
+        if self.tunnel is not None:
+            self.tunnel.upstream_writing(True)
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        if self.tunnel is not None:
+            self.tunnel.upstream_writing(False)
         drain = self._drain_waiter
         if drain is not None and not drain.done():
             drain.set_result(None)
@@ -329,6 +384,10 @@ class H1Connection(asyncio.Protocol):
         if status > 599:  # the parser takes any three digits; RFC 9110 defines 100..599
             raise _Invalid(f"status {status} is outside 100..599")
         self.status = status
+        if status == 101 and self._upgrade and self._parser.should_upgrade():
+            self.upgraded = True  # the last HTTP on this connection
+            self._headers_done = self._message_done = True
+            return
         if status < 200:
             return  # informational: the final answer follows
         te = length = None

@@ -167,24 +167,27 @@ class PageRun:
         if running is None:
             return
         traced = any(name.startswith("OTEL_EXPORTER_OTLP") for name in running.env)
-        if traced:  # a request the sidecar answers itself, so there is a span to export
-            await self.refused_upgrade(running)
-        running.proc.send_signal(signal.SIGTERM)
-        code = await asyncio.wait_for(running.proc.wait(), 15)
+        try:
+            if traced:  # a request the sidecar answers itself, so there is a span to export
+                await self.refused_connect(running)
+            running.proc.send_signal(signal.SIGTERM)
+            code = await asyncio.wait_for(running.proc.wait(), 15)
+        finally:
+            if running.proc.returncode is None:  # a failed check must not leave it running
+                running.proc.kill()
+                await running.proc.wait()
         assert code == 0, running.log.read_text(errors="replace")
         if traced:  # the sidecar exports what is queued before it exits
             servers = [s for s in self.otlp.spans if s.kind == SERVER]
             assert [s.service for s in servers] == [running.config["service"]["name"]]
-            assert servers[0].attributes["http.response.status_code"] == 501
+            assert servers[0].attributes["http.response.status_code"] == 400
 
-    async def refused_upgrade(self, running: Running) -> None:
+    async def refused_connect(self, running: Running) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", running.port("inbound"))
-        writer.write(
-            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
-        )
+        writer.write(b"CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n")
         status = await asyncio.wait_for(reader.readline(), 5)
         writer.close()
-        assert status.startswith(b"HTTP/1.1 501 "), status
+        assert status.startswith(b"HTTP/1.1 400 "), status
 
     async def wait_ready(self, command: Command) -> None:
         running = self.running

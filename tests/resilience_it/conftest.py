@@ -33,10 +33,16 @@ class Lab:
             out.append(backend)
         return out
 
-    async def start_sidecar(self, endpoints: list[str], seed: int = 7, **policies: Any) -> Sidecar:
+    async def start_sidecar(
+        self,
+        endpoints: list[str],
+        seed: int = 7,
+        listener_settings: dict[str, Any] | None = None,
+        **policies: Any,
+    ) -> Sidecar:
         """A sidecar with one upstream ``api`` over ``endpoints``; ``policies`` are its keys."""
         upstream = {"name": CLUSTER, "discovery": {"static": endpoints}, **policies}
-        text = config_yaml([upstream], drain_timeout="1s")
+        text = config_yaml([upstream], drain_timeout="1s", listener_settings=listener_settings)
         sidecar = await start_sidecar(text, rng=random.Random(seed))
         self.sidecars.append(sidecar)
         return sidecar

@@ -77,9 +77,11 @@ def config_yaml(
     service_port: int = 1,
     inbound: bool = False,
     egress: bool = False,
+    listener_settings: dict[str, Any] | None = None,
     **extra: Any,
 ) -> str:
     listeners: dict[str, Any] = {"admin": {"address": "127.0.0.1", "port": 0}}
+    listeners.update(listener_settings or {})
     if inbound:
         listeners["inbound"] = {"address": "127.0.0.1", "port": 0}
     if egress:

@@ -16,43 +16,9 @@ import yaml
 from aiohttp import web
 
 from tests.sidecar.harness import Backend
+from tests.sidecar.process import Process, free_port, running_pilotfish
 
 MiB = 1024 * 1024
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Process:
-    def __init__(self, proc: asyncio.subprocess.Process, admin: int, upstream: int) -> None:
-        self.proc = proc
-        self.admin = admin
-        self.upstream = upstream
-
-    def peak_rss(self) -> int:
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-        raise AssertionError("no VmHWM")
-
-
-async def wait_ready(
-    session: aiohttp.ClientSession, port: int, proc: asyncio.subprocess.Process
-) -> None:
-    async with asyncio.timeout(15):
-        while True:
-            if proc.returncode is not None:
-                raise AssertionError(f"pilotfish exited with {proc.returncode}")
-            try:
-                async with session.get(f"http://127.0.0.1:{port}/ready") as r:
-                    if r.status == 200:
-                        return
-            except aiohttp.ClientConnectionError:
-                pass
-            await asyncio.sleep(0.05)  # polling another process's readiness
 
 
 @pytest.fixture
@@ -64,43 +30,10 @@ async def backend() -> AsyncIterator[Backend]:
 
 @pytest.fixture
 async def pilotfish(tmp_path: Path, backend: Backend) -> AsyncIterator[Process]:
-    admin, upstream = free_port(), free_port()
-    config = {
-        "service": {"name": "proc", "port": 1},
-        "listeners": {"admin": {"address": "127.0.0.1", "port": admin}},
-        "upstreams": [
-            {
-                "name": "app",
-                "listen": f"127.0.0.1:{upstream}",
-                "discovery": {"static": [backend.address]},
-                "timeouts": {"total": "60s"},
-                "retries": {"per_try_timeout": 0},
-            }
-        ],
-        "access_log": {"enabled": False},
-        "tracing": {"enabled": False},
-        "drain_timeout": "10s",
-    }
-    path = tmp_path / "pilotfish.yaml"
-    path.write_text(yaml.safe_dump(config))
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "sidecar",
-        "run",
-        "--config",
-        str(path),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        async with aiohttp.ClientSession() as session:
-            await wait_ready(session, admin, proc)
-        yield Process(proc, admin, upstream)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+    async with running_pilotfish(
+        tmp_path, backend.address, timeouts={"total": "60s"}, retries={"per_try_timeout": 0}
+    ) as process:
+        yield process
 
 
 async def test_100_mib_each_way_streams_in_bounded_memory(pilotfish: Process, backend: Backend):

@@ -220,7 +220,8 @@ async def test_egress_routes_by_host_and_refuses_everything_else(backends, sidec
             assert r.status == 404
             assert r.headers["x-pilotfish-error"] == "no_route"
     hits = a.hits + b.hits
-    # An absolute-form request target must be refused, never dialled.
+    # An absolute-form target is routed by its authority, never by Host: an endpoint's own
+    # address is no configured upstream, so it is refused and never dialled.
     reader, writer = await asyncio.open_connection(host, port)
     writer.write(
         f"GET http://{a.address}/steal HTTP/1.1\r\nHost: alpha\r\n"
@@ -229,19 +230,32 @@ async def test_egress_routes_by_host_and_refuses_everything_else(backends, sidec
     await writer.drain()
     answer = await asyncio.wait_for(reader.read(), 5)
     writer.close()
-    assert answer.startswith(b"HTTP/1.1 400"), answer[:80]
-    assert b"x-pilotfish-error: bad_request" in answer.lower()
+    assert answer.startswith(b"HTTP/1.1 404"), answer[:80]
+    assert b"x-pilotfish-error: no_route" in answer.lower()
     assert a.hits + b.hits == hits
 
 
-async def test_websocket_upgrade_is_refused_clearly(backends, sidecar_factory, client):
-    (b,) = await backends(1)
-    sc = await sidecar_factory(config_yaml([{"name": "a", "discovery": {"static": [b.address]}}]))
-    headers = {"Upgrade": "websocket", "Connection": "Upgrade"}
-    async with client.get(url(sc, "upstream:a", "/ws"), headers=headers) as r:
-        assert r.status == 501
-        assert r.headers["x-pilotfish-error"] == "upgrade_not_supported"
-    assert b.hits == 0
+async def test_the_egress_listener_is_an_http_proxy_for_configured_upstreams_only(
+    backends, sidecar_factory
+):
+    (a,) = await backends(1)
+    sc = await sidecar_factory(
+        config_yaml([{"name": "payments", "discovery": {"static": [a.address]}}], egress=True)
+    )
+    host, port = sc.address("egress")
+    proxy = f"http://{host}:{port}"
+    async with aiohttp.ClientSession() as client:  # as an app with HTTP_PROXY set would
+        async with client.get("http://payments/charge?id=7", proxy=proxy) as r:
+            assert r.status == 200
+            assert await r.text() == f"{a.name} GET /charge?id=7 0"
+        assert a.requests[-1]["headers"]["Host"] == "payments"
+        hits = a.hits
+        # Anything else is refused, and never dialled: not even an endpoint's own address.
+        for target in (f"http://{a.address}/x", "http://example.com/"):
+            async with client.get(target, proxy=proxy) as r:
+                assert r.status == 404
+                assert r.headers["x-pilotfish-error"] == "no_route"
+    assert a.hits == hits
 
 
 async def test_keep_alive_connections_are_reused(backends, sidecar_factory, client):

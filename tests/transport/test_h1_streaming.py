@@ -12,7 +12,7 @@ import pytest
 from aiohttp import ClientSession, web
 from multidict import CIMultiDict
 
-from sidecar.pipeline.errors import UpstreamReset
+from sidecar.pipeline.errors import DownstreamDisconnect, UpstreamReset
 from sidecar.transport.h1_client import H1Transport
 from tests.transport.servers import RawServer, aiohttp_app, read_request, response
 
@@ -168,12 +168,30 @@ async def test_an_answer_before_the_upload_ended_is_returned_and_not_pooled(
         assert transport.pool(endpoint).idle_count == 0
 
 
-async def test_a_request_body_that_fails_mid_way_is_an_upstream_reset(
+async def test_a_request_body_whose_client_leaves_mid_way_is_the_clients_doing(
     transport: H1Transport,
 ) -> None:
     async def body() -> AsyncIterator[bytes]:
         yield b"some"
         raise ConnectionResetError("the downstream client went away")
+
+    async def script(reader, writer, index):
+        await read_request(reader)  # the chunked body never ends
+        writer.write(response("200 OK"))
+
+    async with RawServer(script) as endpoint:
+        with pytest.raises(DownstreamDisconnect) as caught:
+            await transport.send(endpoint, "POST", "/", CIMultiDict(), body())
+        assert not caught.value.outcome.judges_endpoint  # never charged to the endpoint
+        assert transport.pool(endpoint).open_count == 0
+
+
+async def test_a_request_body_that_fails_otherwise_is_an_upstream_reset(
+    transport: H1Transport,
+) -> None:
+    async def body() -> AsyncIterator[bytes]:
+        yield b"some"
+        raise OSError("the body's source failed")
 
     async def script(reader, writer, index):
         await read_request(reader)  # the chunked body never ends
