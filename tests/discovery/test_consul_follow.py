@@ -26,9 +26,7 @@ def default_watcher(double: ConsulDouble) -> ConsulHealthWatcher:
     return ConsulHealthWatcher(options, service="web", wait=5.0, rng=random.Random(5))
 
 
-async def followed_after(
-    double: ConsulDouble, source: ConsulHealthWatcher, n: int
-) -> float:
+async def followed_after(double: ConsulDouble, source: ConsulHealthWatcher, n: int) -> float:
     """Seconds from registering instance ``n`` to the watch publishing ``n`` instances."""
     loop = asyncio.get_running_loop()
     made = loop.time()
