@@ -194,8 +194,7 @@ class Sidecar:
             return
         try:
             async with asyncio.timeout(5):
-                await reg.maintenance(True, "pilotfish is shutting down")
-                await reg.deregister()
+                await reg.deregister(maintenance="pilotfish is shutting down")
         except (DiscoveryError, TimeoutError) as exc:
             log.warning("cannot deregister %s from consul: %s", reg.service_id, exc)
         finally:
