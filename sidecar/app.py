@@ -19,6 +19,7 @@ from discovery.errors import DiscoveryError
 from discovery.source import Source
 from resilience.clock import MONOTONIC, Clock
 from sidecar.admin import AdminHandler, sidecar_routes
+from sidecar.admin_access import warn_if_exposed
 from sidecar.cluster import Cluster
 from sidecar.config.schema import Config, UpstreamConfig
 from sidecar.health_check import HealthChecker, health_checkers
@@ -164,6 +165,7 @@ class Sidecar:
             )
         admin = AdminHandler({**sidecar_routes(self), **telemetry_routes(self.observer)})
         await self._serve("admin", admin, cfg.listeners.admin.address, cfg.listeners.admin.port)
+        warn_if_exposed(*self.address("admin"), admin.routes)
 
     async def _serve(self, name: str, handler: Handler, host: str, port: int) -> None:
         server = H1Server(handler)
