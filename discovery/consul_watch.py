@@ -125,4 +125,10 @@ class ConsulHealthWatcher:
         self._backoff.reset()
         self.watch.publish(snapshot, now=time.time())
         if recovering:
-            log.info("consul service %r: recovered, %d endpoint(s)", self.service, len(snapshot))
+            n = len(snapshot)
+            log.info(
+                "consul service %r: recovered, %d endpoint%s",
+                self.service,
+                n,
+                "" if n == 1 else "s",
+            )

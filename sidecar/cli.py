@@ -7,7 +7,7 @@ import sys
 import click
 
 from sidecar import __version__
-from sidecar.config import ConfigError, load_file
+from sidecar.config import ConfigError, load_file, plural
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -38,7 +38,7 @@ def run(config_path: str) -> None:
 def check_config(path: str) -> None:
     """Validate a config file: exit 0 when valid, 2 with every error listed."""
     config = _load_or_exit(path)
-    click.echo(f"{path}: ok ({len(config.upstreams)} upstreams)")
+    click.echo(f"{path}: ok ({plural(len(config.upstreams), 'upstream')})")
 
 
 @main.command()
@@ -68,7 +68,7 @@ def _load_or_exit(path: str):
     try:
         return load_file(path)
     except ConfigError as exc:
-        click.echo(f"{exc.source}: invalid config ({len(exc.errors)} errors)", err=True)
+        click.echo(f"{exc.source}: invalid config ({plural(len(exc.errors), 'error')})", err=True)
         for line in exc.errors:
             click.echo(f"  {line}", err=True)
         sys.exit(2)
