@@ -1,13 +1,16 @@
-"""The ``pilotfish`` command: run, check-config, demo, --version."""
+"""The ``pilotfish`` command: run, check-config, example, demo, --version."""
 
 from __future__ import annotations
 
 import sys
+from importlib import resources
 
 import click
 
 from sidecar import __version__
 from sidecar.config import ConfigError, load_file, plural
+
+EXAMPLES = ("static", "consul", "dns")  # sidecar/examples/<kind>.yaml, shipped in the wheel
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -39,6 +42,15 @@ def check_config(path: str) -> None:
     """Validate a config file: exit 0 when valid, 2 with every error listed."""
     config = _load_or_exit(path)
     click.echo(f"{path}: ok ({plural(len(config.upstreams), 'upstream')})")
+
+
+@main.command()
+@click.argument("kind", type=click.Choice(EXAMPLES), default="static")
+def example(kind: str) -> None:
+    """Print an example config (static, consul or dns discovery) to start from."""
+    click.echo(
+        resources.files("sidecar").joinpath("examples", f"{kind}.yaml").read_text(), nl=False
+    )
 
 
 @main.command()

@@ -125,3 +125,14 @@ def test_pytest_skips_and_lists_or_under_ci_fails_a_test_whose_program_is_missin
         assert f"{FAKE} (Debian package pf-package)" in done.stdout
         assert "sudo apt-get install -y pf-package" in done.stdout
         assert "test_needing.py::test_needs_it" in done.stdout
+
+
+def test_ci_runs_make_test_with_ci_true(tmp_path: Path):
+    (tmp_path / "make").write_text('#!/bin/sh\necho "make $* with CI=$CI in $PWD"\n')
+    (tmp_path / "make").chmod(0o755)
+    done = subprocess.run(
+        [str(ROOT / ".ci" / "run")],
+        env={**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}", "CI": "false"},
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert (done.returncode, done.stdout) == (0, f"make test with CI=true in {ROOT}\n")
