@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from importlib import resources
 
 import click
@@ -44,6 +45,19 @@ def check_config(path: str) -> None:
     click.echo(f"{path}: ok ({plural(len(config.upstreams), 'upstream')})")
 
 
+def _within(low: float, high: float) -> Callable[[click.Context, click.Parameter, float], float]:
+    """An option check: more than ``low``, at most ``high`` (``FloatRange`` lets NaN through)."""
+
+    def check(ctx: click.Context, param: click.Parameter, value: float) -> float:
+        if not low < value <= high:
+            raise click.BadParameter(
+                f"must be more than {low:g} and at most {high:g}, not {value:g}"
+            )
+        return value
+
+    return check
+
+
 @main.command()
 @click.argument("kind", type=click.Choice(EXAMPLES), default="static")
 def example(kind: str) -> None:
@@ -59,14 +73,16 @@ def example(kind: str) -> None:
     type=float,
     default=30.0,
     show_default=True,
-    help="Seconds to run before stopping.",
+    callback=_within(0, 86400),
+    help="Seconds to run before stopping (at most a day; Ctrl-C stops it sooner).",
 )
 @click.option(
     "--rate",
     type=float,
     default=50.0,
     show_default=True,
-    help="Requests per second sent through the sidecar.",
+    callback=_within(0, 1000),
+    help="Requests per second sent through the sidecar (at most 1000).",
 )
 @click.option("--chaos", is_flag=True, help="Kill and revive a backend to show failover.")
 def demo(duration: float, rate: float, chaos: bool) -> None:
