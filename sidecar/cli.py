@@ -1,4 +1,4 @@
-"""The ``pilotfish`` command: run, check-config, example, demo, --version."""
+"""The ``pilotfish`` command: run, check-config, example, explain, demo, --version."""
 
 from __future__ import annotations
 
@@ -65,6 +65,20 @@ def example(kind: str) -> None:
     click.echo(
         resources.files("sidecar").joinpath("examples", f"{kind}.yaml").read_text(), nl=False
     )
+
+
+@main.command()
+@click.argument("name")
+def explain(name: str) -> None:
+    """What an x-pilotfish-error reason or an access-log flag means, and what to check first."""
+    from sidecar.troubleshooting import FLAGS, REASONS, describe
+    from sidecar.troubleshooting import explain as find
+
+    entry = find(name)
+    if entry is None:
+        known = ", ".join(e.name for e in (*REASONS, *FLAGS))
+        raise click.BadParameter(f"unknown reason or flag {name!r}; known: {known}")
+    click.echo(describe(entry), nl=False)
 
 
 @main.command()

@@ -138,7 +138,20 @@ DEMO_TEST = "tests/sidecar/test_process.py::test_demo_runs_its_duration_and_stop
 STACK = "tests/compose/test_stack_up.py"
 COMPOSE = "docker compose -f compose/docker-compose.yml"
 
+TROUBLESHOOTING_TEST = "tests/docs/test_troubleshooting_doc.py"
+
 LISTED: tuple[Listed, ...] = (
+    Listed(
+        r"\.venv/bin/pilotfish explain [A-Za-z_]+",
+        (
+            Evidence(
+                f"{TROUBLESHOOTING_TEST}::test_the_page_shows_what_pilotfish_explain_prints",
+                'assert words[:2] == [".venv/bin/pilotfish", "explain"]',
+            ),
+        ),
+        "the troubleshooting test runs the page's `pilotfish explain` and compares its output "
+        "with the page",
+    ),
     Listed(
         r"make demo",
         (
