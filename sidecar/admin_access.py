@@ -30,7 +30,7 @@ FORBIDDEN = text_reply("403: Forbidden: only a loopback peer may do this\n", 403
 EXPOSES = {
     "/": "the live page",
     "/clusters": "endpoint addresses and state",
-    "/config": "the effective config (secrets redacted)",
+    "/config": "the effective config, secrets redacted",
     "/metrics": "Prometheus metrics",
     "/stats": "request totals",
     "/ready": "readiness",
