@@ -144,6 +144,31 @@ UNIT_RUN = f"{DEPLOY_TEST}::test_the_units_commands_start_wait_for_ready_and_sto
 
 LISTED: tuple[Listed, ...] = (
     Listed(
+        r"\.venv/bin/check-jsonschema --builtin-schema vendor\.compose-spec "
+        r"compose/docker-compose\.yml",
+        (
+            Evidence(
+                "tests/compose/test_compose_file.py::_check_schema",
+                '"--builtin-schema", "vendor.compose-spec"',
+            ),
+            Evidence(
+                "tests/compose/test_compose_file.py::"
+                "test_compose_file_matches_the_compose_specification",
+                "_check_schema(COMPOSE_FILE)",
+            ),
+        ),
+        "the compose tests run the same check on the same file",
+    ),
+    Listed(
+        r"\.venv/bin/pytest -q tests/compose",
+        (
+            Evidence("Makefile", "$(BIN)/pytest -q"),
+            Evidence("pyproject.toml", "addopts = \"-m 'not compose'\""),
+        ),
+        "`make test` runs the whole suite, tests/compose included, leaving out the test "
+        "marked compose",
+    ),
+    Listed(
         r"sudo useradd --system --no-create-home --shell /usr/sbin/nologin pilotfish",
         (Evidence("compose/Dockerfile", "useradd --system --uid 10001 --no-create-home"),),
         "the image creates the same system user (with a fixed uid for Kubernetes)",
