@@ -53,7 +53,6 @@ async def test_changes_in_quick_succession_are_each_followed_within_a_second(
         lags = [await followed_after(consul_double, source, n) for n in range(1, 9)]
     # eight changes back to back: past the burst of two, each waits at most one refill
     assert max(lags) < FOLLOW_WITHIN
-    assert max(lags[2:]) >= MIN_INTERVAL / 2  # the limit is there: a token was waited for
 
 
 async def test_a_change_after_an_index_reset_is_followed_within_a_second(
