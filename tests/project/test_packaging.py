@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from sidecar.cli import EXAMPLES
+from tests.system_tools import require
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def tree_copy(to: Path) -> set[str]:
     """The files a fresh clone has (tracked, plus new ones not ignored), copied to ``to``."""
     listed = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        [require("git"), "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
         cwd=ROOT, capture_output=True, check=True, timeout=30,
     ).stdout.decode().split("\0")  # fmt: skip
     files = {name for name in listed if name and (ROOT / name).is_file()}
@@ -118,7 +119,9 @@ def test_make_clean_leaves_the_tree_as_cloned(tmp_path: Path):
     residue = {str(p.relative_to(tree)) for p in tree.rglob("*") if p.is_file()} - cloned
     assert {r.split("/")[0] for r in residue} >= {".venv", "build", "dist", ".pytest_cache"}
     assert any("__pycache__" in r for r in residue) and any(".ruff_cache" in r for r in residue)
-    subprocess.run(["make", "clean"], cwd=tree, capture_output=True, check=True, timeout=60)
+    subprocess.run(
+        [require("make"), "clean"], cwd=tree, capture_output=True, check=True, timeout=60
+    )
     left = {str(p.relative_to(tree)) for p in tree.rglob("*") if p.is_file()}
     assert left == cloned
     assert not [p for p in tree.rglob("*") if p.is_dir() and not any(p.iterdir())]

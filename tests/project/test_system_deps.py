@@ -83,7 +83,7 @@ def test_under_ci_a_missing_program_is_an_error(readable_dir: Path):
 
 def test_the_list_names_each_program_once_with_a_package():
     listed = tools()
-    assert {"dnsmasq", "chromium", "systemd-analyze", "curl"} <= set(listed)
+    assert {"dnsmasq", "chromium", "systemd-analyze", "curl", "nginx", "git", "make"} <= set(listed)
     assert all(t.package and t.needed_for for t in listed.values())
     assert TOOLS_FILE.parent == SCRIPT.parent
 
