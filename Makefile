@@ -26,5 +26,7 @@ bench: $(BIN)/pilotfish
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python -m bench.run
 
+# Back to the tree as cloned: everything the targets above, pip and the tools leave behind.
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build dist *.egg-info bench/results
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -10,7 +10,7 @@ From Consul's "Blocking Queries" documentation:
   always followed by a blocking request (index >= 1): index 0 is never sent twice in a row
   by a loop that gets answers;
 * rate limit with a token bucket of burst 2: quiet services are read at once, a churning
-  result degrades into polling once per ``refill_interval``.
+  result degrades into polling once per ``refill_interval`` (the watch's ``min_interval``).
 
 Invariants: no clock or randomness is read here; callers pass ``now`` (monotonic seconds).
 """

@@ -17,10 +17,15 @@ A failed chore keeps its due time; the loop backs off (jittered, capped), logs o
 per outage and one info line on recovery. ``deregister()`` ends ``run``; nothing deregisters
 implicitly, so a crashed process is cleaned up by ``DeregisterCriticalServiceAfter``.
 
-Invariants: each chore's Consul call and ``deregister()`` hold one lock, so they never overlap;
-once ``deregister()`` or ``close()`` has been called no chore starts. A chore already under way
-finishes first and ``deregister()`` follows it, so deregistration is the last write to the agent
-and a shutdown never leaves the service registered again behind it.
+Invariants: every call to the agent (each chore's, ``register()``, ``maintenance()``,
+``deregister()``) holds one lock, so they never overlap, and they reach the agent in the order
+they took it; once ``deregister()`` or ``close()`` has been called no chore starts. A call under
+way finishes first and ``deregister()`` follows it, so deregistration is the last write to the
+agent and a shutdown never leaves the service registered again behind it. That holds when the
+caller of a call gives up on it (a timeout, a cancelled start-up): the call runs in a task of
+its own and keeps the lock until the agent answered or the client's own time limit ran out,
+because a request abandoned on the wire may still be applied by the agent, after a
+deregistration sent in the meantime.
 Cancelling ``run`` always ends it: its waits are ``asyncio.timeout`` blocks, never
 ``asyncio.wait_for`` (see ``consul_client``).
 """
@@ -35,6 +40,7 @@ import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Any, TypeVar
 
 from discovery.consul_client import ConsulClient, ConsulClientOptions, go_duration
 from discovery.errors import DiscoveryError
@@ -43,6 +49,7 @@ from resilience.backoff import JitteredBackoff
 log = logging.getLogger(__name__)
 
 AppHealth = Callable[[], Awaitable[bool]]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -195,18 +202,22 @@ class ConsulRegistration:
         self._client = ConsulClient(options)
         self._backoff = JitteredBackoff(backoff_base, backoff_cap, rng or random.Random())
         self._failing = False
-        # Serialises writes to the agent: a chore's call, deregister(), register(), maintenance().
+        # Serialises calls to the agent: a chore's call, deregister(), register(), maintenance().
         self._lock = asyncio.Lock()
         self._closing = asyncio.Event()
+        self._calls: set[asyncio.Task[Any]] = set()  # under way, their callers maybe gone
 
     async def register(self) -> None:
         """Register (or update) the service now, also after ``deregister()``.
 
         Raises ``DiscoveryError`` on failure.
         """
-        async with self._lock:
+
+        async def call() -> None:
             self._closing.clear()
             await self._client.register_service(self.payload)
+
+        await self._serialised(call)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -237,21 +248,31 @@ class ConsulRegistration:
     async def maintenance(self, enable: bool, reason: str) -> None:
         """Put the service in (or take it out of) Consul maintenance mode."""
         # After a registration under way, which would otherwise clear the maintenance check
-        async with self._lock:
-            known = await self._client.service_maintenance(self.service_id, enable, reason)
+        known = await self._serialised(
+            lambda: self._client.service_maintenance(self.service_id, enable, reason)
+        )
         if not known:
             raise DiscoveryError(f"consul agent does not know service {self.service_id!r}")
 
-    async def deregister(self) -> None:
+    async def deregister(self, *, maintenance: str | None = None) -> None:
         """Remove the service from the agent and end ``run``; unknown ids are not an error.
 
-        A chore already talking to the agent finishes first, so this is the last write.
+        With ``maintenance``, the service first goes into maintenance mode with that reason
+        (callers stop picking it at once); a failure there does not stop the deregistration.
+        No chore starts once this is called; a call already talking to the agent finishes
+        first, so the deregistration is the last write.
         """
         self._closing.set()
         if self._lock.locked():
             log.info("deregistering %r after the consul call under way", self.service_id)
-        async with self._lock:
-            await self._client.deregister_service(self.service_id)
+        if maintenance is not None:
+            try:
+                await self.maintenance(True, maintenance)
+            except DiscoveryError as exc:
+                log.info(
+                    "no maintenance mode for %r before deregistering: %s", self.service_id, exc
+                )
+        await self._serialised(lambda: self._client.deregister_service(self.service_id))
 
     async def close(self) -> None:
         """End ``run`` without deregistering; a call under way is not waited for."""
@@ -261,7 +282,8 @@ class ConsulRegistration:
     async def _perform(self, chore: Chore) -> ChoreResult:
         # The app probe runs outside the lock: a slow probe must not hold up deregister().
         healthy, note = await self._probe_app() if chore is Chore.REPORT else (True, "")
-        async with self._lock:
+
+        async def call() -> ChoreResult:
             if self._closing.is_set():
                 return ChoreResult.SKIPPED
             if chore is Chore.REGISTER:
@@ -272,7 +294,26 @@ class ConsulRegistration:
                 known = await self._client.agent_service(self.service_id) is not None
             else:
                 known = await self._client.update_ttl(self.check_id, passing=healthy, note=note)
-        return ChoreResult.DONE if known else ChoreResult.LOST
+            return ChoreResult.DONE if known else ChoreResult.LOST
+
+        return await self._serialised(call)
+
+    async def _serialised(self, call: Callable[[], Awaitable[T]]) -> T:
+        """``call()`` under the lock, in a task that outlives a caller who stops waiting.
+
+        Cancelling the caller does not cancel the call: the lock stays held until the agent
+        answered (or the client's time limit ran out), so the next call cannot overtake it.
+        """
+
+        async def locked() -> T:
+            async with self._lock:
+                return await call()
+
+        task = asyncio.ensure_future(locked())
+        self._calls.add(task)  # a task nobody awaits any more needs a strong reference
+        task.add_done_callback(self._calls.discard)
+        task.add_done_callback(_retrieve)
+        return await asyncio.shield(task)
 
     async def _probe_app(self) -> tuple[bool, str]:
         if self._app_health is None:
@@ -303,3 +344,9 @@ class ConsulRegistration:
         if self._failing:
             self._failing = False
             log.info("consul registration of %r recovered", self.service_id)
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    # A caller who gave up is not told how the call ended, and asyncio need not warn about it.
+    if not task.cancelled():
+        task.exception()

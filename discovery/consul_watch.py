@@ -4,7 +4,10 @@ One long-lived loop of blocking reads of ``/v1/health/service/<name>``:
 
 * the next ``index`` comes from ``consul_blocking.next_index`` (reset on a backwards index,
   never below 1 after an answer); the loop is rate limited by a burst-2 token bucket refilled
-  every ``min_interval`` seconds, as Consul's blocking-query documentation recommends;
+  every ``min_interval`` seconds (``MIN_INTERVAL``, 100 ms: consul-template's pace). A change is
+  therefore read at most ``min_interval`` after the answer before it, also when changes come
+  in quick succession or right after an index reset, and one watch makes at most about ten
+  reads a second (2 + t/``min_interval`` in t seconds);
 * each answer is parsed by the pure ``parse_health_service`` and published; ``Watch.publish``
   ignores a snapshot with unchanged content, and this loop logs nothing on such a wake-up;
 * any failure (unreachable, timeout, 5xx, 403, malformed JSON or entries) keeps the last good
@@ -40,6 +43,9 @@ from resilience.clock import MONOTONIC, Clock
 log = logging.getLogger(__name__)
 
 BURST = 2
+# Seconds per token. Consul's documentation suggests degrading to a read every ~15 s under
+# churn; that lets routing lag a churning service by up to 15 s (see docs/discovery.md).
+MIN_INTERVAL = 0.1
 
 
 class ConsulHealthWatcher:
@@ -55,7 +61,7 @@ class ConsulHealthWatcher:
         datacenter: str | None = None,
         wait: float = 55.0,
         rng: random.Random | None = None,
-        min_interval: float = 15.0,
+        min_interval: float = MIN_INTERVAL,
         backoff_base: float = 0.1,
         backoff_cap: float = 10.0,
         clock: Clock = MONOTONIC,
@@ -119,4 +125,10 @@ class ConsulHealthWatcher:
         self._backoff.reset()
         self.watch.publish(snapshot, now=time.time())
         if recovering:
-            log.info("consul service %r: recovered, %d endpoint(s)", self.service, len(snapshot))
+            n = len(snapshot)
+            log.info(
+                "consul service %r: recovered, %d endpoint%s",
+                self.service,
+                n,
+                "" if n == 1 else "s",
+            )

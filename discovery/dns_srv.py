@@ -161,4 +161,5 @@ class DnsSrvSource:
         self._backoff.reset()
         self.watch.publish(snapshot, now=time.time())
         if recovering:
-            log.info("DNS SRV %r: recovered, %d endpoint(s)", self.name, len(snapshot))
+            n = len(snapshot)
+            log.info("DNS SRV %r: recovered, %d endpoint%s", self.name, n, "" if n == 1 else "s")

@@ -19,6 +19,7 @@ from discovery.errors import DiscoveryError
 from discovery.source import Source
 from resilience.clock import MONOTONIC, Clock
 from sidecar.admin import AdminHandler, sidecar_routes
+from sidecar.admin_access import warn_if_exposed
 from sidecar.cluster import Cluster
 from sidecar.config.schema import Config, UpstreamConfig
 from sidecar.health_check import HealthChecker, health_checkers
@@ -164,6 +165,7 @@ class Sidecar:
             )
         admin = AdminHandler({**sidecar_routes(self), **telemetry_routes(self.observer)})
         await self._serve("admin", admin, cfg.listeners.admin.address, cfg.listeners.admin.port)
+        warn_if_exposed(*self.address("admin"), admin.routes)
 
     async def _serve(self, name: str, handler: Handler, host: str, port: int) -> None:
         listeners = self.config.listeners
@@ -207,8 +209,7 @@ class Sidecar:
             return
         try:
             async with asyncio.timeout(5):
-                await reg.maintenance(True, "pilotfish is shutting down")
-                await reg.deregister()
+                await reg.deregister(maintenance="pilotfish is shutting down")
         except (DiscoveryError, TimeoutError) as exc:
             log.warning("cannot deregister %s from consul: %s", reg.service_id, exc)
         finally:

@@ -1,13 +1,17 @@
-"""The ``pilotfish`` command: run, check-config, demo, --version."""
+"""The ``pilotfish`` command: run, check-config, example, explain, demo, --version."""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
+from importlib import resources
 
 import click
 
 from sidecar import __version__
-from sidecar.config import ConfigError, load_file
+from sidecar.config import ConfigError, load_file, plural
+
+EXAMPLES = ("static", "consul", "dns")  # sidecar/examples/<kind>.yaml, shipped in the wheel
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -38,7 +42,43 @@ def run(config_path: str) -> None:
 def check_config(path: str) -> None:
     """Validate a config file: exit 0 when valid, 2 with every error listed."""
     config = _load_or_exit(path)
-    click.echo(f"{path}: ok ({len(config.upstreams)} upstreams)")
+    click.echo(f"{path}: ok ({plural(len(config.upstreams), 'upstream')})")
+
+
+def _within(low: float, high: float) -> Callable[[click.Context, click.Parameter, float], float]:
+    """An option check: more than ``low``, at most ``high`` (``FloatRange`` lets NaN through)."""
+
+    def check(ctx: click.Context, param: click.Parameter, value: float) -> float:
+        if not low < value <= high:
+            raise click.BadParameter(
+                f"must be more than {low:g} and at most {high:g}, not {value:g}"
+            )
+        return value
+
+    return check
+
+
+@main.command()
+@click.argument("kind", type=click.Choice(EXAMPLES), default="static")
+def example(kind: str) -> None:
+    """Print an example config (static, consul or dns discovery) to start from."""
+    click.echo(
+        resources.files("sidecar").joinpath("examples", f"{kind}.yaml").read_text(), nl=False
+    )
+
+
+@main.command()
+@click.argument("name")
+def explain(name: str) -> None:
+    """What an x-pilotfish-error reason or an access-log flag means, and what to check first."""
+    from sidecar.troubleshooting import FLAGS, REASONS, describe
+    from sidecar.troubleshooting import explain as find
+
+    entry = find(name)
+    if entry is None:
+        known = ", ".join(e.name for e in (*REASONS, *FLAGS))
+        raise click.BadParameter(f"unknown reason or flag {name!r}; known: {known}")
+    click.echo(describe(entry), nl=False)
 
 
 @main.command()
@@ -47,14 +87,16 @@ def check_config(path: str) -> None:
     type=float,
     default=30.0,
     show_default=True,
-    help="Seconds to run before stopping.",
+    callback=_within(0, 86400),
+    help="Seconds to run before stopping (at most a day; Ctrl-C stops it sooner).",
 )
 @click.option(
     "--rate",
     type=float,
     default=50.0,
     show_default=True,
-    help="Requests per second sent through the sidecar.",
+    callback=_within(0, 1000),
+    help="Requests per second sent through the sidecar (at most 1000).",
 )
 @click.option("--chaos", is_flag=True, help="Kill and revive a backend to show failover.")
 def demo(duration: float, rate: float, chaos: bool) -> None:
@@ -68,7 +110,7 @@ def _load_or_exit(path: str):
     try:
         return load_file(path)
     except ConfigError as exc:
-        click.echo(f"{exc.source}: invalid config ({len(exc.errors)} errors)", err=True)
+        click.echo(f"{exc.source}: invalid config ({plural(len(exc.errors), 'error')})", err=True)
         for line in exc.errors:
             click.echo(f"  {line}", err=True)
         sys.exit(2)

@@ -4,12 +4,17 @@ No Docker and no Consul: the backends are aiohttp servers on 127.0.0.1, the side
 them by static discovery, and a traffic loop sends a steady rate through the sidecar's
 upstream listener. With ``--chaos`` one backend is killed a third of the way in and
 revived at two thirds, so ejection, retries and recovery show up live.
+
+Every frame of the view starts with the address of the live admin page and gives each
+backend's address (the page names endpoints by address). Ctrl-C (SIGINT) or SIGTERM ends the
+demo early the way the end of ``--duration`` does: final frame, summary, exit 0.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import sys
 import time
 from collections import Counter
@@ -91,8 +96,9 @@ def demo_config(backends: list[DemoBackend]) -> str:
 
 
 class View:
-    def __init__(self, endpoints: dict[str, str]) -> None:
+    def __init__(self, endpoints: dict[str, str], admin_page: str) -> None:
         self.endpoints = endpoints  # backend name -> endpoint id
+        self.admin_page = admin_page
         self.by_backend: Counter[str] = Counter()
         self.by_status: Counter[str] = Counter()
         self.retried = 0
@@ -103,14 +109,15 @@ class View:
         lines = [
             f"pilotfish demo  {elapsed:5.1f}s / {duration:.0f}s   requests: {self.total}"
             f"   retried: {self.retried}   {note}",
+            f"live admin page: {self.admin_page}   (Ctrl-C ends the demo)",
             "",
         ]
-        lines.append(f"  {'backend':<10}{'share':>8}{'requests':>10}   state")
+        lines.append(f"  {'backend':<10}{'endpoint':<18}{'share':>8}{'requests':>10}   state")
         for name, endpoint_id in self.endpoints.items():
             n = self.by_backend[name]
             share = 100.0 * n / self.total if self.total else 0.0
             state = "available" if cluster.available(endpoint_id) else "EJECTED/UNHEALTHY"
-            lines.append(f"  {name:<10}{share:7.1f}%{n:>10}   {state}")
+            lines.append(f"  {name:<10}{endpoint_id:<18}{share:7.1f}%{n:>10}   {state}")
         statuses = "  ".join(f"{k}: {v}" for k, v in sorted(self.by_status.items()))
         lines += ["", f"  statuses  {statuses}", ""]
         return "\n".join(lines)
@@ -146,6 +153,10 @@ async def _traffic(port: int, rate: float, view: View, stop: asyncio.Event) -> N
 
 
 async def demo_main(duration: float, rate: float, chaos: bool) -> int:
+    interrupted = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, interrupted.set)
     backends = [DemoBackend(name) for name, _ in BACKENDS]
     for b in backends:
         await b.start()
@@ -153,12 +164,12 @@ async def demo_main(duration: float, rate: float, chaos: bool) -> int:
     await sidecar.start()
     _, port = sidecar.address("upstream:catalog")
     _, admin = sidecar.address("admin")
+    admin_page = f"http://127.0.0.1:{admin}/"
     print(
-        f"sidecar upstream listener: http://127.0.0.1:{port}/   admin: "
-        f"http://127.0.0.1:{admin}/clusters",
+        f"sidecar upstream listener: http://127.0.0.1:{port}/   live admin page: {admin_page}",
         flush=True,
     )
-    view = View({b.name: f"127.0.0.1:{b.port}" for b in backends})
+    view = View({b.name: f"127.0.0.1:{b.port}" for b in backends}, admin_page)
     stop = asyncio.Event()
     traffic = asyncio.create_task(_traffic(port, rate, view, stop))
     tty = sys.stdout.isatty()
@@ -178,10 +189,12 @@ async def demo_main(duration: float, rate: float, chaos: bool) -> int:
 
     chaos_task = asyncio.create_task(chaos_loop()) if chaos else None
     try:
-        while (elapsed := time.monotonic() - started) < duration:
+        while (elapsed := time.monotonic() - started) < duration and not interrupted.is_set():
             frame = view.render(elapsed, duration, sidecar, notes[0])
             print(("\x1b[H\x1b[2J" if tty else "") + frame, flush=True)
-            await asyncio.sleep(min(1.0, max(0.0, duration - elapsed)))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(min(1.0, max(0.0, duration - elapsed))):
+                    await interrupted.wait()
     finally:
         stop.set()
         if chaos_task is not None:
@@ -189,10 +202,13 @@ async def demo_main(duration: float, rate: float, chaos: bool) -> int:
             with contextlib.suppress(asyncio.CancelledError):
                 await chaos_task
         await traffic
-        print(view.render(time.monotonic() - started, duration, sidecar, "done"), flush=True)
+        ending = "interrupted" if interrupted.is_set() else "done"
+        print(view.render(time.monotonic() - started, duration, sidecar, ending), flush=True)
         await sidecar.stop()
         for b in backends:
             await b.kill()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
     failed = sum(v for k, v in view.by_status.items() if not k.startswith("2"))
     print(f"sent {view.total} requests, {failed} failed, {view.retried} retried")
     return 0

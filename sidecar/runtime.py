@@ -1,12 +1,15 @@
 """Running a ``Sidecar`` as a process: event loop choice, logging, signals.
 
 uvloop is the default loop when installed. SIGTERM and SIGINT start a graceful stop;
-a second signal stops at once.
+a second signal stops at once. A signal that arrives while the sidecar is still starting
+(waiting for its first endpoints, say) cuts the start short: what started is stopped, and
+nothing is begun after the signal, the Consul registration included.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import signal
@@ -45,13 +48,14 @@ async def serve(config: Config) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         try:
-            await sidecar.start()
+            started = await _start_unless_stopped(sidecar, stop)
         except StartError as exc:
             logging.getLogger("pilotfish").error("%s", exc)
             await sidecar.stop()  # what did start (discovery, health checks) stops again
             return 1
-        settle_garbage_collector()
-        await stop.wait()
+        if started:
+            settle_garbage_collector()
+            await stop.wait()
         for sig in signals:  # a second signal ends the drain at once
             loop.add_signal_handler(sig, _exit_now)
         logging.getLogger("pilotfish").info("stopping: draining in-flight requests")
@@ -60,6 +64,27 @@ async def serve(config: Config) -> int:
         for sig in signals:
             loop.remove_signal_handler(sig)
     return 0
+
+
+async def _start_unless_stopped(sidecar: Sidecar, stop: asyncio.Event) -> bool:
+    """Start ``sidecar``; False when ``stop`` was set first (the start is then cancelled)."""
+    starting = asyncio.ensure_future(sidecar.start())
+    stopping = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait((starting, stopping), return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:
+        starting.cancel()
+        raise
+    finally:
+        stopping.cancel()
+    if starting.done():
+        starting.result()  # raises StartError
+        return True
+    starting.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await starting
+    logging.getLogger("pilotfish").info("signal received while starting: start abandoned")
+    return False
 
 
 def settle_garbage_collector() -> None:

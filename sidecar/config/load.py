@@ -3,6 +3,11 @@
 All errors are collected and raised together as one ``ConfigError`` whose lines each name
 a path. Environment overrides follow the conventions users already know: Consul's
 ``CONSUL_HTTP_*`` variables and OpenTelemetry's ``OTEL_*`` variables override the file.
+
+A key given twice in one mapping is an error naming its path and both lines (YAML loaders
+silently keep the last one). A ``${VAR}`` left unquoted inside ``{...}`` or ``[...]`` breaks
+the YAML itself; the error then says to quote it. An unset variable is one error: the value
+it left empty is not reported again.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +25,19 @@ from sidecar.config.build import Builder
 from sidecar.config.schema import Config
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_BARE_VAR = re.compile(r"(?<![\"'\w])\$\{[A-Za-z_][A-Za-z0-9_]*(?::-[^}]*)?\}")
+_MERGE = "tag:yaml.org,2002:merge"
 _SECRET_KEYS = frozenset({"token", "headers"})
 
 
 # libyaml's loader where PyYAML was built with it (its wheels are): the same documents and
 # errors with positions, ten times faster than the pure-Python one.
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def plural(count: int, noun: str) -> str:
+    """``1 error``, ``2 errors``: a count with its noun."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 class ConfigError(Exception):
@@ -47,14 +59,52 @@ def load_text(
     text: str, environ: Mapping[str, str] | None = None, source: str = "config"
 ) -> Config:
     env = os.environ if environ is None else environ
+    loader = _LOADER(text)
     try:
-        raw = yaml.load(text, Loader=_LOADER)
+        node = loader.get_single_node()
+        if node is not None and (duplicates := list(_duplicate_keys(node, "", set()))):
+            raise ConfigError(duplicates, source)
+        raw = None if node is None else loader.construct_document(node)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([f"invalid YAML{where}: {problem}"], source) from None
+        raise ConfigError([_yaml_error(exc, text)], source) from None
+    finally:
+        loader.dispose()
     return load_data(raw, env, source)
+
+
+def _yaml_error(exc: yaml.YAMLError, text: str) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    message = f"invalid YAML{where}: {getattr(exc, 'problem', None) or exc}"
+    line = text.splitlines()[mark.line] if mark and mark.line < len(text.splitlines()) else ""
+    if bare := _BARE_VAR.search(line):
+        # "{" opens a mapping inside {...} or [...]: a bare ${VAR} there is not one value
+        message += f'; inside {{...}} or [...] write {bare.group(0)} in quotes: "{bare.group(0)}"'
+    return message
+
+
+def _duplicate_keys(node: yaml.Node, path: str, seen: set[int]) -> Iterator[str]:
+    """An error for each key given twice in one mapping, by path, with both lines."""
+    if id(node) in seen:  # an alias of a node already walked
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            yield from _duplicate_keys(item, f"{path}[{i}]", seen)
+    elif isinstance(node, yaml.MappingNode):
+        lines: dict[str, int] = {}
+        for key, value in node.value:
+            if not isinstance(key, yaml.ScalarNode) or key.tag == _MERGE:
+                continue  # keys a merge (<<) brings in may be overridden: that is its point
+            here = f"{path}.{key.value}" if path else key.value
+            line = key.start_mark.line + 1
+            if key.value in lines:
+                first = lines[key.value]
+                where = f"line {line}" if first == line else f"lines {first} and {line}"
+                yield f"{here}: given twice ({where})"
+            else:
+                lines[key.value] = line
+            yield from _duplicate_keys(value, here, seen)
 
 
 def load_data(raw: object, env: Mapping[str, str], source: str = "config") -> Config:
@@ -66,16 +116,22 @@ def load_data(raw: object, env: Mapping[str, str], source: str = "config") -> Co
         )
     errors: list[str] = []
     raw = _expand(raw, env, "", errors)
+    unset = tuple(e.partition(": ")[0] for e in errors)  # values left empty, said already
     apply_environment(raw, env)
     builder = Builder()
     config = builder.build(Config, raw, "")
-    errors.extend(builder.errors)
+    errors.extend(e for e in builder.errors if not _under(e, unset))
     if config is not None:
         errors.extend(cross_check(config))
     if errors:
         raise ConfigError(errors, source)
     assert config is not None
     return config
+
+
+def _under(error: str, paths: tuple[str, ...]) -> bool:
+    """Whether ``error`` is about one of ``paths`` or something inside it."""
+    return any(error.startswith((f"{p}:", f"{p}.", f"{p}[")) for p in paths)
 
 
 def _expand(value: Any, env: Mapping[str, str], path: str, errors: list[str]) -> Any:

@@ -215,8 +215,8 @@ class ConsulDiscoveryConfig:
     passing_only: bool = field(True)
     datacenter: str | None = field(None)
     wait: Annotated[float, Duration] = field(55.0, check=between(1, 600))  # Consul caps at 10m
-    # After a burst of two, at most one query per min_interval (Consul's advice for churn).
-    min_interval: Annotated[float, Duration] = field(15.0)
+    # After a burst of two, at most one read per min_interval: about ten a second by default.
+    min_interval: Annotated[float, Duration] = field(0.1)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

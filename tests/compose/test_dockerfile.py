@@ -48,7 +48,8 @@ def test_every_file_the_build_needs_is_copied() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     packages = [p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]]
     copied = {src for args in _args("COPY") for src in shlex.split(args)[:-1]}
-    assert {"pyproject.toml", project["project"]["readme"], *packages} <= copied
+    licenses = project["project"]["license-files"]
+    assert {"pyproject.toml", project["project"]["readme"], *licenses, *packages} <= copied
     for src in copied:
         assert (ROOT / src).exists(), src
 

@@ -3,7 +3,8 @@
 ``dnsmasq`` runs the real binary (Debian package ``dnsmasq-base``) on 127.0.0.1 with a free
 port, serving only the records a test passes (``--srv-host=`` / ``--host-record=``) and
 answering NXDOMAIN for any other name under ``consul``. Readiness is established by querying
-it (``version.bind`` in class CHAOS), never by sleeping. A missing binary fails the test.
+it (``version.bind`` in class CHAOS), never by sleeping. A missing binary fails the test
+under CI and skips it elsewhere (``tests/system_tools.py``).
 Start and stop are bounded: a dnsmasq that does not answer within ``READY_WITHIN`` seconds
 or does not exit within ``EXIT_WITHIN`` seconds of SIGTERM (then SIGKILL) fails the test.
 """
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 import socket
 import subprocess
 from collections.abc import AsyncIterator, Sequence
@@ -21,6 +21,7 @@ import aiodns
 import pytest
 
 from tests.discovery.consul_double import consul_double  # noqa: F401  (re-exported fixture)
+from tests.system_tools import require
 
 READY_WITHIN = 5.0
 EXIT_WITHIN = 5.0
@@ -143,9 +144,6 @@ class Dnsmasq:
 
 @pytest.fixture
 async def dnsmasq() -> AsyncIterator[Dnsmasq]:
-    binary = shutil.which("dnsmasq") or shutil.which("dnsmasq", path="/usr/sbin:/sbin")
-    if binary is None:
-        pytest.fail("dnsmasq is not installed (Debian package dnsmasq-base)")
-    server = Dnsmasq(binary)
+    server = Dnsmasq(require("dnsmasq"))
     yield server
     await server.stop()

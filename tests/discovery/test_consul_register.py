@@ -29,6 +29,8 @@ from tests.discovery.waiting import eventually, running
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "consul"
 REGISTER = "/v1/agent/service/register"
 DEREGISTER = "/v1/agent/service/deregister/"
+MAINTENANCE = "/v1/agent/service/maintenance/"
+AGENT_SERVICE = "/v1/agent/service/payments"
 SECRET = "4b1d-read-only-secret"
 
 
@@ -345,6 +347,70 @@ async def test_deregister_during_a_registration_is_the_last_word(
     assert held_double.local_check(reg.check_id) is None
     assert len(held_double.requests_to(DEREGISTER)) == 1
     assert paths_after(held_double, DEREGISTER) == []  # no chore after deregistration
+
+
+@pytest.mark.parametrize(
+    "call",
+    [ConsulRegistration.register, ConsulRegistration.run],  # run's first chore registers
+    ids=["register", "run"],
+)
+async def test_a_registration_given_up_on_still_comes_before_the_deregistration(
+    held_double: HeldRegistrations, call: Callable[[ConsulRegistration], Awaitable[None]]
+) -> None:
+    reg = registration(held_double)
+    held_double.holding = True
+    caller = asyncio.create_task(call(reg))
+    await eventually(lambda: held_double.held == 1)  # the agent is applying it, slowly
+    caller.cancel()  # the caller gives up, as a start-up timeout or a signal would make it
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    deregistering = asyncio.create_task(reg.deregister())
+    # the abandoned request is still being applied: deregistering now would come before it
+    with pytest.raises(TimeoutError):
+        await held_double.wait_requests(1, DEREGISTER, timeout=0.3)
+    held_double.release()
+    async with asyncio.timeout(2.0):
+        await deregistering
+    assert held_double.local_service(reg.service_id) is None
+    assert [r.path for r in held_double.requests] == [REGISTER, DEREGISTER + reg.service_id]
+
+
+class HeldMaintenance(ConsulDouble):
+    """The agent double, holding each maintenance request until ``release()``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._released = asyncio.Event()
+
+    def release(self) -> None:
+        self._released.set()
+
+    async def stop(self) -> None:
+        self.release()
+        await super().stop()
+
+    async def _maintenance(self, request: web.Request) -> web.Response:
+        await self._released.wait()
+        return await super()._maintenance(request)
+
+
+async def test_no_chore_runs_once_deregistering_began_even_when_maintenance_fails() -> None:
+    async with HeldMaintenance() as double:
+        # no TTL reports: the only chore is the check that the agent still knows the service
+        reg = registration(double, check=None, verify_interval=0.2)
+        async with running(reg):
+            await double.wait_requests(1, REGISTER)
+            double.restart_agent()  # the next check would find the service gone, register again
+            deregistering = asyncio.create_task(reg.deregister(maintenance="shutting down"))
+            await double.wait_requests(1, MAINTENANCE)
+            # the check comes due while the agent holds the maintenance request
+            with pytest.raises(TimeoutError):
+                await double.wait_requests(1, AGENT_SERVICE, timeout=0.5)
+            double.release()  # the agent answers 404: it does not know the service
+            async with asyncio.timeout(2.0):
+                await deregistering
+        assert double.local_service(reg.service_id) is None
+        assert paths_after(double, MAINTENANCE) == [DEREGISTER + reg.service_id]
 
 
 async def test_close_during_a_registration_ends_run_without_further_chores(

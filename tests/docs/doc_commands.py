@@ -138,7 +138,108 @@ DEMO_TEST = "tests/sidecar/test_process.py::test_demo_runs_its_duration_and_stop
 STACK = "tests/compose/test_stack_up.py"
 COMPOSE = "docker compose -f compose/docker-compose.yml"
 
+TROUBLESHOOTING_TEST = "tests/docs/test_troubleshooting_doc.py"
+DEPLOY_TEST = "tests/docs/test_deploy_doc.py"
+UNIT_RUN = f"{DEPLOY_TEST}::test_the_units_commands_start_wait_for_ready_and_stop_a_real_sidecar"
+
 LISTED: tuple[Listed, ...] = (
+    Listed(
+        r"\.venv/bin/check-jsonschema --builtin-schema vendor\.compose-spec "
+        r"compose/docker-compose\.yml",
+        (
+            Evidence(
+                "tests/compose/test_compose_file.py::_check_schema",
+                '"--builtin-schema", "vendor.compose-spec"',
+            ),
+            Evidence(
+                "tests/compose/test_compose_file.py::"
+                "test_compose_file_matches_the_compose_specification",
+                "_check_schema(COMPOSE_FILE)",
+            ),
+        ),
+        "the compose tests run the same check on the same file",
+    ),
+    Listed(
+        r"\.venv/bin/pytest -q tests/compose",
+        (
+            Evidence("Makefile", "$(BIN)/pytest -q"),
+            Evidence("pyproject.toml", "addopts = \"-m 'not compose'\""),
+        ),
+        "`make test` runs the whole suite, tests/compose included, leaving out the test "
+        "marked compose",
+    ),
+    Listed(
+        r"sudo useradd --system --no-create-home --shell /usr/sbin/nologin pilotfish",
+        (Evidence("compose/Dockerfile", "useradd --system --uid 10001 --no-create-home"),),
+        "the image creates the same system user (with a fixed uid for Kubernetes)",
+    ),
+    Listed(
+        r"sudo python3 -m venv /opt/pilotfish|sudo /opt/pilotfish/bin/pip install \.",
+        (
+            Evidence("Makefile", "$(PYTHON) -m venv $(VENV)"),
+            Evidence("compose/Dockerfile", "RUN pip install ."),
+        ),
+        "the Makefile makes a venv the same way; the image installs the checkout with "
+        "`pip install .`, which the compose tests build",
+    ),
+    Listed(
+        r"sudo mkdir -p /etc/pilotfish|/opt/pilotfish/bin/pilotfish example consul "
+        r"\| sudo tee /etc/pilotfish/pilotfish\.yaml",
+        (
+            Evidence(UNIT_RUN, 'yaml.safe_load(example("consul"))'),
+            Evidence(UNIT_RUN, '(tmp_path / "etc" / "pilotfish").mkdir(parents=True)'),
+        ),
+        "the unit test writes `pilotfish example consul` to etc/pilotfish/pilotfish.yaml "
+        "under a temporary root and runs the unit's commands on it",
+    ),
+    Listed(
+        r"sudo systemctl (daemon-reload|enable --now pilotfish)",
+        (
+            Evidence(f"{DEPLOY_TEST}::test_the_unit_passes_systemd_analyze_verify", '"verify"'),
+            Evidence(UNIT_RUN, 'unit.one("ExecStart")'),
+            Evidence(UNIT_RUN, 'unit.one("ExecStartPost")'),
+            Evidence(UNIT_RUN, 'unit.one("KillSignal")'),
+        ),
+        "no systemd runs in the tests: the unit is verified by systemd-analyze, and its "
+        "ExecStart, ExecStartPost and KillSignal are run as systemd would run them",
+    ),
+    Listed(
+        r"systemd-analyze verify pilotfish\.service",
+        (Evidence(f"{DEPLOY_TEST}::test_the_unit_passes_systemd_analyze_verify", '"verify"'),),
+        "the deploy test runs it on the page's unit (ExecStart pointing at this checkout)",
+    ),
+    Listed(
+        r"kubectl apply -f orders\.yaml",
+        (
+            Evidence(
+                f"{DEPLOY_TEST}::test_the_manifests_are_valid_for_the_pinned_kubernetes_version",
+                "kubernetes_validate.validate(doc, KUBERNETES, strict=True)",
+            ),
+        ),
+        "no cluster runs in the tests: the manifests are validated against Kubernetes' "
+        "schemas, strictly, and their probes, hooks and grace period checked",
+    ),
+    Listed(
+        r"\.venv/bin/kubernetes-validate --kubernetes-version 1\.33\.0 --strict orders\.yaml",
+        (
+            Evidence(
+                f"{DEPLOY_TEST}::test_the_pages_validate_command_runs_offline",
+                "[str(tool), *words[1:]]",
+            ),
+        ),
+        "the deploy test runs the page's command on the page's manifests, with no network",
+    ),
+    Listed(
+        r"\.venv/bin/pilotfish explain [A-Za-z_]+",
+        (
+            Evidence(
+                f"{TROUBLESHOOTING_TEST}::test_the_page_shows_what_pilotfish_explain_prints",
+                'assert words[:2] == [".venv/bin/pilotfish", "explain"]',
+            ),
+        ),
+        "the troubleshooting test runs the page's `pilotfish explain` and compares its output "
+        "with the page",
+    ),
     Listed(
         r"make demo",
         (
