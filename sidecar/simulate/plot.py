@@ -17,10 +17,10 @@ from typing import Any
 from sidecar.simulate.stats import STATES
 
 _STATE_COLOURS = {
-    "gone": "#9e9e9e",
-    "unhealthy": "#7e57c2",
-    "ejected": "#e53935",
     "breaker_open": "#fb8c00",
+    "ejected": "#e53935",
+    "unhealthy": "#7e57c2",
+    "gone": "#9e9e9e",
 }
 
 
@@ -83,11 +83,13 @@ def _panels(axes: list[Any], summary: dict[str, Any], title: str, duration: floa
     share.set_ylabel("attempts %")
     share.set_ylim(0, 100)
     share.legend(loc="upper right", fontsize=7, ncol=min(6, len(endpoints)))
+    band = 0.8 / len(STATES)  # each endpoint's lane holds one thin band per state
     for lane, name in enumerate(endpoints):
-        for state in STATES:
+        for i, state in enumerate(STATES):
             spans = _spans(tl[state][name], width)
             if spans:
-                lanes.broken_barh(spans, (lane - 0.4, 0.8), color=_STATE_COLOURS[state], alpha=0.8)
+                bottom = lane + 0.4 - (i + 1) * band
+                lanes.broken_barh(spans, (bottom, band), color=_STATE_COLOURS[state])
     lanes.set_yticks(range(len(endpoints)), endpoints, fontsize=8)
     lanes.set_ylim(-0.6, len(endpoints) - 0.4)
     lanes.set_xlim(0, duration)

@@ -32,6 +32,7 @@ DISCOVERY_KINDS = ("add", "remove", "unavailable")
 ARRIVALS = ("poisson", "even")
 DISTRIBUTIONS = ("uniform", "zipf")
 MAX_KEYS = 1_000_000
+MAX_DURATION = 30 * 86400.0
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _METHOD = re.compile(r"[A-Z]+")
 
@@ -57,6 +58,16 @@ def _name(value: Any) -> str | None:
 
 def _method(value: Any) -> str | None:
     return None if _METHOD.fullmatch(value) else f"expected an HTTP method like GET, got {value!r}"
+
+
+def _key_count(value: Any) -> str | None:
+    return None if 1 <= value <= MAX_KEYS else f"must be in 1..{MAX_KEYS}, got {value!r}"
+
+
+def _run_length(value: Any) -> str | None:
+    if 0 < value <= MAX_DURATION:
+        return None
+    return f"must be more than 0 and at most 30 days, got {value:g}s"
 
 
 def _fraction(value: Any) -> str | None:
@@ -217,7 +228,7 @@ class MixSpec:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class KeysSpec:
-    count: int = field(check=between(1, MAX_KEYS))
+    count: int = field(check=_key_count)
     distribution: str = field("uniform", parse=choice(DISTRIBUTIONS))
     exponent: float = field(1.0, check=positive)  # Zipf's s
 
@@ -271,7 +282,7 @@ _upstreams.wants_builder = True  # type: ignore[attr-defined]
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Scenario:
     description: str = field("")
-    duration: Annotated[float, Duration] = field(check=between(0.001, 30 * 86400))
+    duration: Annotated[float, Duration] = field(check=_run_length)
     seed: int = field(1)
     load: LoadSpec | None = field(None)  # every upstream's, unless it has its own
     upstreams: dict[str, UpstreamSpec] = field(parse=_upstreams)
