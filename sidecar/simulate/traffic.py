@@ -75,9 +75,14 @@ class Traffic:
                 rate += extra
         return rate
 
-    def _next_edge(self, t: float) -> float:
+    def _interval(self, t: float) -> tuple[float, float]:
+        """The span between two changes of rate that holds ``t``."""
         i = bisect_right(self._edges, t)
-        return self._edges[i] if i < len(self._edges) else math.inf
+        start = self._edges[i - 1] if i else 0.0
+        return start, self._edges[i] if i < len(self._edges) else math.inf
+
+    def _ramping(self, t: float) -> bool:
+        return any(start <= t < end and r0 != r1 for start, end, r0, r1 in self._segments)
 
     def first_arrival(self) -> float | None:
         """Even arrivals start at once; Poisson ones after a first gap."""
@@ -89,15 +94,24 @@ class Traffic:
         """The first arrival after ``t``, or None when the run ends first."""
         while t < self._end:
             rate = self.rate_at(t)
-            edge = self._next_edge(t)
+            start, edge = self._interval(t)
             if rate <= 0:
                 t = edge
+                if t < self._end and self.rate_at(t) > 0 and not self._poisson:
+                    return t  # even arrivals start with the span
                 continue
-            gap = self._rng.expovariate(rate) if self._poisson else 1.0 / rate
-            if t + gap < edge or not self._poisson:
-                nxt = t + gap
+            if self._poisson:
+                nxt = t + self._rng.expovariate(rate)
+            elif self._ramping(t):
+                nxt = t + 1.0 / rate
+            else:
+                # Counted from the span's start, not added up: no drift over a long run.
+                nxt = start + (math.floor((t - start) * rate + 1e-6) + 1) / rate
+            if nxt < edge:
                 return nxt if nxt < self._end else None
-            t = edge  # the rate changes first: memoryless, so draw again from there
+            t = edge  # the rate changes first: Poisson is memoryless, so draw again there
+            if not self._poisson and t < self._end and self.rate_at(t) > 0:
+                return t
         return None
 
     def request(self) -> tuple[str, int, str | None]:
