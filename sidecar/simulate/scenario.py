@@ -208,7 +208,7 @@ class PhaseSpec:
 
     def __post_init__(self) -> None:
         ramp = self.start is not None or self.to is not None
-        if (self.rate is None) == ramp or (ramp and (self.start is None or self.to is None)):
+        if ramp == (self.rate is not None) or (ramp and (self.start is None or self.to is None)):
             raise ValueError("a phase has a rate, or a ramp with from and to")
 
 
