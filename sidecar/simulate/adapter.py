@@ -255,8 +255,8 @@ class SimCluster:
         self.watch = endpoint_watch(upstream.name)
         self.watch.subscribe(cluster.update)
         self.names = {endpoint_id: ep.name for endpoint_id, ep in fleet.by_id.items()}
-        home = self._home_ring(upstream, transport, clock) if self.keyed else None
-        self.observer = _Observer(stats, self.names, self._now, home, cluster.primary)
+        self._home = self._home_ring(upstream, transport, clock) if self.keyed else None
+        self.observer = _Observer(stats, self.names, self._now, self._home, cluster.primary)
         cluster.on_ejection.append(self._ejected)
         self._headers: CIMultiDict[str] = CIMultiDict()
         self._checker = (
@@ -375,6 +375,18 @@ class SimCluster:
                 not member,
             )
         return out
+
+    def keys_away(self, keys: list[str]) -> int:
+        """How many of ``keys`` the cluster would now send somewhere else than their home:
+        a pick with nothing tried, as a new request's first attempt makes."""
+        if self._home is None:
+            return 0
+        home, pick = self._home, self.cluster.pick
+        away = 0
+        for key in keys:
+            state = pick(key, [])
+            away += state is None or state.id != home(key)
+        return away
 
     @property
     def panic(self) -> bool:

@@ -143,6 +143,9 @@ class _Run:
         end = self.duration + self.drain
         while any(sim.in_flight for sim in self.sims.values()) and loop.time() < end:
             await asyncio.sleep(POLL)
+        for sim in self.sims.values():
+            if sim.stats.keyed:  # where every key seen would go now, once traffic stopped
+                sim.stats.keys_away_at_end = sim.keys_away(list(sim.stats.keys))
         me = asyncio.current_task()
         rest = [t for t in asyncio.all_tasks(loop) if t is not me]
         for task in rest:
@@ -161,7 +164,11 @@ class _Run:
     def _sample(self) -> None:
         now = self.loop.time()
         for sim in self.sims.values():
-            sim.stats.sample(now, self.tick, sim.states(), sim.panic, sim.panic_count)
+            by_name = sim.fleet.by_name
+            states = {
+                name: (bool(by_name[name].active), *flags) for name, flags in sim.states().items()
+            }
+            sim.stats.sample(now, self.tick, states, sim.panic, sim.panic_count)
         if now + self.tick < self.duration:
             self.loop.call_at(now + self.tick, self._sample)
 

@@ -2,9 +2,10 @@
 
 Four panels per upstream and run, sharing the time axis: client success rate; client
 latency p50 and p99 (log scale); each endpoint's share of the attempts; and one lane per
-endpoint with the intervals it spent out of discovery, unhealthy, ejected or with its
-breaker open shaded. Everything is read from the JSON summary, so the picture shows
-exactly the numbers the JSON holds.
+endpoint with the intervals it spent under one of the scenario's faults, with its breaker
+open, ejected, unhealthy or out of discovery shaded. Two runs share their y scales.
+Everything is read from the JSON summary, so the picture shows exactly the numbers the
+JSON holds.
 
 matplotlib is an optional dependency (``pip install 'pilotfish[simulate]'``);
 ``require_matplotlib`` says so plainly when it is missing, before a run starts.
@@ -17,6 +18,7 @@ from typing import Any
 from sidecar.simulate.stats import STATES
 
 _STATE_COLOURS = {
+    "fault": "#212121",
     "breaker_open": "#fb8c00",
     "ejected": "#e53935",
     "unhealthy": "#7e57c2",
@@ -49,12 +51,27 @@ def render(runs: list[tuple[str, dict[str, Any]]], path: str) -> None:
     rows = 4 * len(upstreams)
     fig = Figure(figsize=(7.5 * len(runs), 2.4 * rows), layout="constrained")
     grid = fig.add_gridspec(rows, len(runs), height_ratios=[1, 1, 1, 0.9] * len(upstreams))
-    for col, (label, data) in enumerate(runs):
-        for u, name in enumerate(upstreams):
+    for u, name in enumerate(upstreams):
+        first: list[Any] = []
+        for col, (label, data) in enumerate(runs):
             axes = [fig.add_subplot(grid[4 * u + i, col]) for i in range(4)]
-            for ax in axes[1:]:
-                ax.sharex(axes[0])
+            for i, ax in enumerate(axes):
+                if i:
+                    ax.sharex(axes[0])
+                if first:
+                    ax.sharey(first[i])  # the runs side by side on the same scales
+            first = first or axes
             _panels(axes, data["upstreams"][name], f"{name} — {label}", data["duration_s"])
+        lowest = min(
+            (
+                v
+                for _, data in runs
+                for v in data["upstreams"][name]["timeline"]["success_rate"]
+                if v is not None
+            ),
+            default=1.0,
+        )
+        first[0].set_ylim(lowest * 100 - 1, 100.5)
     fig.savefig(path, dpi=100)
 
 
@@ -67,7 +84,6 @@ def _panels(axes: list[Any], summary: dict[str, Any], title: str, duration: floa
     rate = [None if v is None else v * 100 for v in tl["success_rate"]]
     ok.plot(x, rate, color="#2e7d32", linewidth=1.2)
     ok.set_ylabel("success %")
-    ok.set_ylim(min([r for r in rate if r is not None] or [0]) - 1, 100.5)
     lat.plot(x, tl["p50_ms"], label="p50", color="#1e88e5", linewidth=1)
     lat.plot(x, tl["p99_ms"], label="p99", color="#8e24aa", linewidth=1)
     lat.set_yscale("log")
@@ -91,14 +107,14 @@ def _panels(axes: list[Any], summary: dict[str, Any], title: str, duration: floa
                 bottom = lane + 0.4 - (i + 1) * band
                 lanes.broken_barh(spans, (bottom, band), color=_STATE_COLOURS[state])
     lanes.set_yticks(range(len(endpoints)), endpoints, fontsize=8)
-    lanes.set_ylim(-0.6, len(endpoints) - 0.4)
+    lanes.set_ylim(-0.6, len(endpoints) + 0.3)  # headroom for the legend
     lanes.set_xlim(0, duration)
     lanes.set_xlabel("seconds")
     handles = [
         lanes.bar(0, 0, color=colour, label=state.replace("_", " "))
         for state, colour in _STATE_COLOURS.items()
     ]
-    lanes.legend(handles=handles, loc="upper right", fontsize=7, ncol=4)
+    lanes.legend(handles=handles, loc="upper right", fontsize=7, ncol=len(handles))
 
 
 def _spans(fractions: list[float | None], width: float) -> list[tuple[float, float]]:

@@ -15,6 +15,7 @@ from sidecar.simulate.driver import Result, UpstreamRun
 from sidecar.simulate.stats import STATES, UpstreamStats
 
 _LABELS = {
+    "fault": "time under a fault",
     "breaker_open": "time with breaker open",
     "ejected": "time ejected",
     "unhealthy": "time unhealthy",
@@ -87,13 +88,13 @@ def _upstream(run: UpstreamRun) -> dict[str, Any]:
     for state in STATES:
         out[f"{state}_s"] = {n: _r(v, 3) for n, v in s.state_seconds[state].items()}
     if s.keyed:
-        seen, moved, away = s.key_counts()
+        seen, moved = s.key_counts()
         out["keys"] = {
             "count": run.key_count,
             "seen": seen,
             "moved": moved,
-            "moved_share": _ratio(moved, run.key_count),
-            "away_at_end": away,
+            "moved_share": _ratio(moved, seen),
+            "away_at_end": s.keys_away_at_end,
             "fallback_attempts": s.fallback_attempts,
             "fallback_share": _ratio(s.fallback_attempts, s.keyed_attempts),
         }
@@ -160,7 +161,7 @@ def rows(summary: dict[str, Any], zeros: bool = False) -> list[Row]:
     if keys:
         out += [
             ("keys moved", keys["moved_share"], "%"),
-            ("keys away from home at their last request", keys["away_at_end"], "n"),
+            ("keys away from home at the end", keys["away_at_end"], "n"),
             ("attempts served by ring fallback", keys["fallback_share"], "%"),
         ]
     return out

@@ -3,8 +3,9 @@
 Nothing keeps a record per request. Latencies go into log-bucketed histograms (a bucket
 per 1 % step overall, per 5 % step in each timeline bin), counts into counters, and the
 timeline into a fixed number of bins chosen from the run's duration. Endpoint states
-(breaker open, ejected, unhealthy, gone from discovery) are sampled on a fixed tick. Hash
-keys cost one small entry per distinct key, bounded by the scenario's key count.
+(under a fault, breaker open, ejected, unhealthy, gone from discovery) are sampled on a
+fixed tick. Hash keys cost one small entry per distinct key, bounded by the scenario's key
+count.
 
 Memory is O(bins x (endpoints + latency buckets) + keys), independent of the number of
 requests. Every value is computed the same way from the same inputs, so equal runs give
@@ -20,8 +21,6 @@ MAX_BINS = 600
 _NICE_WIDTHS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 43200)
 _FLOOR = 1e-6  # latencies below a microsecond share the first bucket
 
-# Key flags
-_SEEN, _MOVED, _AWAY = 1, 2, 4
 
 
 def bin_width(duration: float) -> float:
@@ -113,7 +112,8 @@ class UpstreamStats:
         self.panic_entered = 0
         # Hash keys
         self.keyed = keyed
-        self.keys: dict[str, int] = {}
+        self.keys: dict[str, bool] = {}  # each key seen: was it ever served away from home?
+        self.keys_away_at_end = 0
         self.keyed_attempts = 0
         self.fallback_attempts = 0
 
@@ -150,9 +150,10 @@ class UpstreamStats:
         self.keyed_attempts += 1
         if not at_primary:
             self.fallback_attempts += 1
-        flags = self.keys.get(key, 0) | _SEEN
-        flags = flags & ~_AWAY if at_home else flags | _MOVED | _AWAY
-        self.keys[key] = flags
+        if not at_home:
+            self.keys[key] = True
+        elif key not in self.keys:
+            self.keys[key] = False
 
     def event(self, name: str) -> None:
         self.events[name] += 1
@@ -196,14 +197,11 @@ class UpstreamStats:
             self.bin_panic[b] += 1
         self.panic_entered = panic_count
 
-    def key_counts(self) -> tuple[int, int, int]:
-        """Distinct keys seen, moved at some point, and away from home at their last attempt."""
-        seen = moved = away = 0
-        for flags in self.keys.values():
-            seen += 1
-            moved += bool(flags & _MOVED)
-            away += bool(flags & _AWAY)
-        return seen, moved, away
+    def key_counts(self) -> tuple[int, int]:
+        """Distinct keys seen, and how many of them were served away from home at least once."""
+        return len(self.keys), sum(self.keys.values())
 
 
-STATES = ("breaker_open", "ejected", "unhealthy", "gone")
+# Sampled per endpoint: a fault of the scenario is active on it, its breaker is open (or
+# half-open), it is ejected, unhealthy, or not in the cluster's endpoint set.
+STATES = ("fault", "breaker_open", "ejected", "unhealthy", "gone")
