@@ -26,6 +26,27 @@ upstreams:
 """
 
 
+MIXED = """
+description: two upstreams, every kind of randomness
+duration: 20s
+load:
+  rate: 300
+  keys: {count: 500, distribution: zipf}
+  mix: [{method: GET, weight: 3}, {method: POST, body: 1KiB}]
+upstreams:
+  api:
+    latency: {p50: 5ms, p99: 80ms}
+    endpoints: [a, b, c]
+    faults:
+      - {endpoint: b, kind: errors, probability: 0.4, at: 2s, for: 5s, every: 8s}
+      - {endpoint: c, kind: hang, probability: 0.2, at: 5s}
+  cache:
+    load: {rate: 200, arrivals: even, keys: {count: 100}}
+    endpoints: [x, y, z]
+    faults: [{endpoint: y, kind: reset, probability: 0.5, at: 3s, for: 10s}]
+"""
+
+
 def write_config(path: Path, **policies: object) -> Path:
     doc = {
         "service": {"name": "test", "port": 1},
@@ -35,7 +56,14 @@ def write_config(path: Path, **policies: object) -> Path:
                 "listen": "127.0.0.1:9191",
                 "discovery": {"static": ["10.0.0.1:80"]},
                 **policies,
-            }
+            },
+            {
+                "name": "cache",
+                "listen": "127.0.0.1:9192",
+                "discovery": {"static": ["10.0.0.1:80"]},
+                "balancer": {"policy": "ring_hash", "hash_on": "header:x-user"},
+                "health_check": {"http": {}, "interval": "1s"},
+            },
         ],
     }
     path.write_text(yaml.safe_dump(doc), encoding="utf-8")
@@ -107,13 +135,17 @@ def test_compare_runs_two_configs_on_the_same_traffic_and_shows_the_difference(f
 
 
 def test_the_same_seed_gives_byte_identical_json_in_any_process(files):
-    args = ["--config", str(files["config"]), "--scenario", str(files["scenario"]), "--json", "-"]
+    mixed = files["dir"] / "mixed.yaml"
+    mixed.write_text(MIXED, encoding="utf-8")
+    args = ["--config", str(files["config"]), "--scenario", str(mixed), "--json", "-"]
     one = pilotfish(*args, env={"PYTHONHASHSEED": "1"})
     two = pilotfish(*args, env={"PYTHONHASHSEED": "2"})
     other = pilotfish(*args, "--seed", "2")
     assert one.returncode == two.returncode == other.returncode == 0
     assert one.stdout == two.stdout
-    assert json.loads(one.stdout)["seed"] == 1
+    data = json.loads(one.stdout)
+    assert data["seed"] == 1 and list(data["upstreams"]) == ["api", "cache"]
+    assert data["upstreams"]["cache"]["keys"]["seen"] == 100
     assert other.stdout != one.stdout
 
 

@@ -134,3 +134,38 @@ def test_while_discovery_is_down_the_cluster_keeps_its_last_endpoints():
     attempts = s["timeline"]["attempts"]
     assert all(attempts["b"][10:15])  # the removal was never seen
     assert sum(attempts["c"][:25]) == 0 and attempts["c"][25] > 0  # added once it came back
+
+
+REFUSING_ONE_OF_THREE = """
+duration: 20s
+load:
+  rate: 300
+  mix: [{method: %s, body: %s}]
+upstreams:
+  api:
+    endpoints: [a, b, c]
+    faults: [{endpoint: c, kind: %s}]
+"""
+
+
+@pytest.mark.parametrize(
+    ("method", "body", "kind", "success"),
+    [
+        ("GET", "0", "refuse", 1.0),  # retried elsewhere
+        ("POST", "1KiB", "refuse", 1.0),  # the endpoint never saw it: safe to retry
+        ("POST", "1KiB", "errors", 2 / 3),  # it did: not retried
+        ("PUT", "1KiB", "errors", 1.0),  # idempotent
+        ("PUT", "1MiB", "refuse", 2 / 3),  # beyond max_replay_bytes: streamed, sent once
+    ],
+)
+def test_what_is_retried_depends_on_the_method_and_the_body_size(method, body, kind, success):
+    s = run(
+        config(
+            # A third of the requests need a retry: more than the default budget's 20 %.
+            retries={"budget": {"ratio": 1.0}},
+            outlier_detection=None,
+            circuit_breakers={"endpoint": None},
+        ),
+        REFUSING_ONE_OF_THREE % (method, body, kind),
+    )
+    assert s["success_rate"] == pytest.approx(success, abs=0.01)
