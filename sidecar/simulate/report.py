@@ -208,7 +208,7 @@ def table(result: Result) -> str:
         body = [(label, _fmt(v, unit)) for label, v, unit in rows(summary)]
         width = max(len(label) for label, _ in body)
         lines.append(_heading(name, summary))
-        lines += [f"  {label:<{width}}  {value:>14}" for label, value in body]
+        lines += [f"  {label:<{width}}  {value:>14}".rstrip() for label, value in body]
         lines.append("")
     return "\n".join(lines)
 
@@ -236,7 +236,8 @@ def compare(a: Result, b: Result, names: tuple[str, str]) -> str:
         lines.append(_heading(name, sa))
         lines.append(f"  {'':<{width}}  {names[0]:>{wa}}  {names[1]:>{wb}}  {'difference':>14}")
         lines += [
-            f"  {label:<{width}}  {va:>{wa}}  {vb:>{wb}}  {d:>14}" for label, va, vb, d in body
+            f"  {label:<{width}}  {va:>{wa}}  {vb:>{wb}}  {d:>14}".rstrip()
+            for label, va, vb, d in body
         ]
         lines.append("")
     return "\n".join(lines)

@@ -22,7 +22,6 @@ _NICE_WIDTHS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 1
 _FLOOR = 1e-6  # latencies below a microsecond share the first bucket
 
 
-
 def bin_width(duration: float) -> float:
     """Timeline bin width: the smallest round width giving at most ``MAX_BINS`` bins."""
     for width in _NICE_WIDTHS:
