@@ -8,6 +8,7 @@ run with the same inputs and seed.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -87,8 +88,6 @@ def run_command(
 
 
 def _write_json(path: str, runs: list[tuple[str, dict[str, object]]]) -> None:
-    import json
-
     doc = [{"config": label, **data} for label, data in runs]
     text = json.dumps(doc[0] if len(doc) == 1 else {"runs": doc}, indent=2, ensure_ascii=False)
     if path == "-":

@@ -196,3 +196,12 @@ def test_memory_does_not_grow_with_the_number_of_requests():
     # Ten times the requests (bins of 1 s, so the timeline grows tenfold too, by a few KB).
     short, long = peak_memory("6s"), peak_memory("60s")
     assert long - short < 300_000  # a record per request would be megabytes
+
+
+def test_a_bug_met_during_a_run_is_raised_not_counted(monkeypatch):
+    def broken(*args: object) -> None:
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(UpstreamStats, "request_done", broken)
+    with pytest.raises(ZeroDivisionError, match="a bug"):
+        run(config(), "duration: 5s\nload: {rate: 10}\nupstreams: {api: {endpoints: [a]}}")
