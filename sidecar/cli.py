@@ -1,4 +1,4 @@
-"""The ``pilotfish`` command: run, check-config, example, explain, demo, --version."""
+"""The ``pilotfish`` command: run, check-config, example, explain, demo, simulate, --version."""
 
 from __future__ import annotations
 
@@ -104,6 +104,23 @@ def demo(duration: float, rate: float, chaos: bool) -> None:
     from sidecar.demo import run_demo
 
     sys.exit(run_demo(duration=duration, rate=rate, chaos=chaos))
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="YAML config file.")
+@click.option("--scenario", "scenario_path", type=click.Path(dir_okay=False), help="Scenario file.")
+@click.option("--example", help="A worked scenario that ships with Pilotfish, with its config.")
+@click.option("--compare", "compare_path", help="A second config, run on the same scenario.")
+@click.option("--seed", type=int, help="Seed of every random draw (default: the scenario's).")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), help="Write a PNG timeline.")
+@click.option(
+    "--json", "json_path", type=click.Path(dir_okay=False), help="Write JSON (- for stdout)."
+)
+def simulate(**options: object) -> None:
+    """Replay a fault scenario against a configuration, in virtual time."""
+    from sidecar.simulate.command import run_command
+
+    sys.exit(run_command(**options))  # type: ignore[arg-type]
 
 
 def _load_or_exit(path: str):

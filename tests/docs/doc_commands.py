@@ -137,6 +137,7 @@ class Listed:
 DEMO_TEST = "tests/sidecar/test_process.py::test_demo_runs_its_duration_and_stops_cleanly"
 STACK = "tests/compose/test_stack_up.py"
 COMPOSE = "docker compose -f compose/docker-compose.yml"
+SIMULATE_CLI = "tests/simulate/test_cli.py"
 
 TROUBLESHOOTING_TEST = "tests/docs/test_troubleshooting_doc.py"
 DEPLOY_TEST = "tests/docs/test_deploy_doc.py"
@@ -296,6 +297,34 @@ LISTED: tuple[Listed, ...] = (
         re.escape(f"{COMPOSE} --profile chaos down -v"),
         (Evidence(f"{STACK}::stack", '[*COMPOSE, "down", "-v"]'),),
         "the stack test runs `down -v`; the profile flag only adds the chaos container",
+    ),
+    Listed(
+        r"(?:\.venv/bin/)?pilotfish simulate --config \S+\.yaml --scenario \S+\.yaml"
+        r"(?: --seed \d+)?(?: --json \S+)?(?: --plot \S+\.png)?",
+        (
+            Evidence(
+                f"{SIMULATE_CLI}::test_a_run_prints_the_table_and_writes_json_and_a_png",
+                '"--json", str(out_json), "--plot", str(out_png)',
+            ),
+            Evidence(
+                f"{SIMULATE_CLI}::test_the_same_seed_gives_byte_identical_json_in_any_process",
+                '"--seed", "2"',
+            ),
+        ),
+        "the simulate tests run it on config and scenario files of their own, with --json, "
+        "--plot and --seed",
+    ),
+    Listed(
+        r"(?:\.venv/bin/)?pilotfish simulate --example flapping-endpoint --compare tuned"
+        r"(?: --plot \S+\.png)?",
+        (
+            Evidence(
+                "tests/simulate/test_docs.py::test_the_worked_story_is_what_the_example_prints",
+                '["--example", "flapping-endpoint", "--compare", "tuned"]',
+            ),
+        ),
+        "the docs test runs it and finds the table it prints on the page; --plot is run by "
+        "the simulate command tests",
     ),
     Listed(
         r"docker run --rm -p 16686:16686 -p 4318:4318 jaegertracing/jaeger:2\.1\.0",
