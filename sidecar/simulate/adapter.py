@@ -21,7 +21,7 @@ import asyncio
 import random
 from collections import deque
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -40,38 +40,56 @@ from sidecar.proxy import Route
 from sidecar.simulate.fleet import HANG, PORT, REFUSE, RESET, SimEndpoint, UpstreamFleet
 from sidecar.simulate.stats import UpstreamStats
 from sidecar.simulate.vloop import LoopClock
+from sidecar.transport.base import ResponseEnd
 
 CLIENT_IP = "127.0.0.1"
 _EMPTY_FIELDS: list[tuple[bytes, bytes]] = []
 
 
 class SimResponse:
-    """An answer's head; its (empty) body is there at once."""
+    """An answer's head; its (empty) body is there at once, so it ends as soon as it is
+    read or released, and tells the attempt it watches as the live response does."""
 
-    __slots__ = ("status",)
+    __slots__ = ("_end", "status")
     reason = ""
     fields = _EMPTY_FIELDS
     content_length = 0
 
     def __init__(self, status: int) -> None:
         self.status = status
+        self._end: ResponseEnd | None = None
 
     @property
     def headers(self) -> CIMultiDictProxy[str]:
         return CIMultiDictProxy(CIMultiDict())
 
+    def watch(self, end: ResponseEnd) -> None:
+        self._end = end
+
     async def iter_chunks(self) -> AsyncIterator[bytes]:
+        self._ended()
         return
         yield b""  # an async generator that yields nothing
 
     async def read(self) -> bytes:
+        self._ended()
         return b""
 
     def release(self) -> None:
-        return None
+        self._ended()
 
     def close(self) -> None:
-        return None
+        end, self._end = self._end, None
+        if end is not None:
+            end.abandoned()
+
+    def tunnel(self, start: object) -> NoReturn:
+        raise UpstreamReset("the simulated fleet does not switch protocols")
+
+    def _ended(self) -> None:
+        end, self._end = self._end, None
+        if end is not None:
+            end.ended()
 
 
 class SimTransport:
