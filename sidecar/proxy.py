@@ -151,9 +151,9 @@ class ProxyHandler:
             ex = holder[0] if holder else None
             if ex is not None:
                 ex.add_flag(exc.flag)
-            if out.started:  # failed mid-body: nothing left to say but to cut the connection
+            if out.started or not exc.answered:  # nothing left to say but to cut the connection
                 out.abort()
-                return exc.status, exc.reason
+                return (exc.status if exc.answered else 0), exc.reason
             if exc.closes_connection:
                 out.keep_alive = False
             attempts = ex.attempts if ex is not None and self.report_attempts else None

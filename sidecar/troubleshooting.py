@@ -28,16 +28,22 @@ class Flag(NamedTuple):
 
 REASONS = (
     Reason("bad_request", 400, "NR",
-          "The request could not be proxied as sent: malformed HTTP/1.1, or a target in "
-          "absolute form (`GET http://host/path`) or authority form (`CONNECT host:port`).",
-          "The client. An `HTTP_PROXY` setting that points at the sidecar makes clients send "
-          "absolute-form targets: call the listener as the upstream itself instead."),
+          "The request could not be proxied as sent: malformed HTTP/1.1 (framing, no `Host` "
+          "or two, a transfer coding after `chunked`, `Transfer-Encoding` in HTTP/1.0), a "
+          "`CONNECT`, `*` or `https://` target, or a body whose framing broke while it was "
+          "read. Also `414` and `431` when a limit of the head was crossed. Nothing of it "
+          "reached an upstream, and no endpoint is blamed.",
+          "The client's request line and head. `pilotfish_downstream_refused_total` by "
+          "`code` counts the requests refused before any handler saw them (they have no "
+          "access-log line)."),
     Reason("no_route", 404, "NR",
           "The egress listener knows no upstream for the request's `Host`.",
           "The `Host` the app sends against `upstreams[].name` and `hosts` in `/config`."),
     Reason("request_timeout", 408, "SI",
-          "The client stopped sending: no byte of the request body (or of an incomplete "
-          "request head) for 60 s. The connection is closed; the endpoint is not blamed.",
+          "The client stopped sending: no byte of the request body for "
+          "`listeners.timeouts.request_body_idle`, or a head not complete within "
+          "`request_headers` of its first byte (both 60 s). The connection is closed; the "
+          "endpoint is not blamed.",
           "The client and anything between it and the sidecar: a stalled upload, or a "
           "`Content-Length` larger than the body actually sent."),
     Reason("internal", 500, "",
@@ -45,11 +51,17 @@ REASONS = (
           "never counted against an endpoint; the connection is closed.",
           "The sidecar's log: the traceback logged at the same moment says where. It is a "
           "bug worth reporting with that traceback."),
-    Reason("upgrade_not_supported", 501, "",
-          "The request asked for a protocol upgrade (`Upgrade`, as WebSocket does); the "
-          "sidecar proxies HTTP/1.1 requests only.",
-          "Whether the app really needs WebSocket to this upstream: if so, that traffic must "
-          "not go through the sidecar."),
+    Reason("not_implemented", 501, "",
+          "The request's `Transfer-Encoding` names a coding other than one final `chunked` "
+          "(`gzip, chunked`, or `chunked` twice): passing the body on without that coding "
+          "would corrupt it. Nothing reached an upstream.",
+          "The client: send the body with `Content-Length`, or `chunked` alone (a content "
+          "coding belongs in `Content-Encoding`)."),
+    Reason("http_version_not_supported", 505, "",
+          "The request line names `HTTP/2.0` or `HTTP/0.9`; the listeners speak HTTP/1.0 and "
+          "HTTP/1.1. Nothing reached an upstream.",
+          "The client: an HTTP/2 client must not send HTTP/2 over an HTTP/1.1 connection "
+          "without an upgrade (cleartext `h2c` upgrades are served as HTTP/1.1)."),
     Reason("connect_failure", 502, "UF",
           "No connection to the endpoint: refused, unreachable, or not made within "
           "`timeouts.connect`. Safe to retry: the endpoint never saw the request.",

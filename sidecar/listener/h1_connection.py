@@ -51,6 +51,8 @@ DRAIN_LIMIT = 64 * 1024  # unread body bytes we read and drop to keep the connec
 # lingering_close does: closing a socket with unread input resets it, and a reset can
 # destroy the answer before the client reads it. Past LINGER_BYTES nothing more is read.
 LINGER_TIME = 2.0
+# A parser bound to nothing, never fed: what a closed connection holds instead of its own.
+_NO_PARSER = httptools.HttpRequestParser(object())
 LINGER_BYTES = 4 * 1024 * 1024
 Handler = Callable[[DownstreamRequest, "H1Connection"], Awaitable[None]]
 
@@ -129,6 +131,12 @@ class H1Connection(RequestParsing, Responder, asyncio.Protocol):
         self.server.forget(self)
         self.closing = True
         self.transport = None
+        # What a hostile client left behind goes now, not when the cyclic collector gets to
+        # this connection: the parser (its buffers) refers back to it through its callbacks.
+        self.parser = _NO_PARSER
+        self._rest = self._url_chunk = None
+        self._early = b""
+        self._headers = []
         for timer in (self._idle, self._head_timer, self._linger_timer):
             if timer is not None:
                 timer.cancel()

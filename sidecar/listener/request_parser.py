@@ -245,7 +245,8 @@ class RequestParsing:
         )
         if refusal is None:
             refusal = check_head(given, headers)
-        if refusal is None and given == "1.0" and foreign_protocol(self._url_chunk, self._url_tail):
+        url_chunk, self._url_chunk = self._url_chunk, None  # a whole read: not kept longer
+        if refusal is None and given == "1.0" and foreign_protocol(url_chunk, self._url_tail):
             refusal = Refusal(400, "the request line names a protocol other than HTTP")
         target = split_target(self._url.decode("utf-8", "surrogateescape"))
         if isinstance(target, Refusal):

@@ -15,6 +15,7 @@ class ProxyError(Exception):
     flag = ""
     outcome = Outcome.LOCAL_REJECTION
     closes_connection = False
+    answered = True  # False: nobody is left to answer (the status is only nginx's log code)
 
     def __init__(self, detail: str = "") -> None:
         super().__init__(detail or self.reason)
@@ -60,6 +61,7 @@ class DownstreamDisconnect(ProxyError):
 
     status, reason, flag, outcome = 499, "downstream_disconnect", "DC", Outcome.CANCELLED
     closes_connection = True
+    answered = False
 
 
 class InternalError(ProxyError):

@@ -57,6 +57,7 @@ class _Invalid(Exception):
 
 
 READ_HIGH = 64 * 1024  # buffered body bytes above which the socket is no longer read
+_NO_PARSER = HttpResponseParser(object())  # what a lost connection holds: bound to nothing
 
 
 class H1Connection(asyncio.Protocol):
@@ -347,6 +348,9 @@ class H1Connection(asyncio.Protocol):
         if drain is not None and not drain.done():
             drain.set_result(None)
         self.pool.discard(self)
+        # The parser refers back to this connection through its callbacks: without it the
+        # connection (and whatever the parser buffered) is freed now, not by the collector.
+        self._parser = _NO_PARSER
 
     def pause_writing(self) -> None:
         self._write_paused = True

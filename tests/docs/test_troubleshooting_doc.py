@@ -38,11 +38,11 @@ def source_text() -> str:
 def sent_reasons() -> dict[str, tuple[int | None, str]]:
     """Every reason the code can put in x-pilotfish-error (or its span), with status and flag."""
     found: dict[str, tuple[int | None, str]] = {
-        c.reason: (c.status, c.flag) for c in subclasses(ProxyError)
+        c.reason: (c.status if c.answered else None, c.flag) for c in subclasses(ProxyError)
     }
     text = source_text()
-    # the listener's own refusals and the proxy's upgrade refusal name their reason in place
-    for status, reason in re.findall(r'_refuse\(\s*(\d+),[^()]*?"([a-z_]+)"\s*\)', text):
+    # the listener's own refusals name their reason where they are made
+    for status, reason in re.findall(r'Refusal\(\s*(\d+),[^()]*?"([a-z_]+)"\s*\)', text):
         found.setdefault(reason, (int(status), FLAG_OF_ERROR.get(reason, "")))
     for status, reason in re.findall(r'_error\(\s*out,\s*(\d+),\s*"([a-z_]+)"', text):
         found.setdefault(reason, (int(status), FLAG_OF_ERROR.get(reason, "")))
@@ -66,7 +66,7 @@ def test_every_reason_the_code_sends_has_one_row_with_its_status_and_flag():
     table = {r.name: (r.status, r.flag) for r in REASONS}
     assert len(table) == len(REASONS)
     sent = sent_reasons()
-    assert {"upgrade_not_supported", "downstream_disconnect", "breaker_open"} <= set(sent)
+    assert {"not_implemented", "request_timeout", "downstream_disconnect"} <= set(sent)
     assert table == sent
 
 

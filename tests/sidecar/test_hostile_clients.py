@@ -66,7 +66,7 @@ class Probe:
                     assert r.status == 200
                     await r.read()
                 self.latencies.append(loop.time() - began)
-                await asyncio.sleep(0.005)  # a request every few milliseconds
+                await asyncio.sleep(0.002)  # a request every few milliseconds
 
     def quantile(self, q: float) -> float:
         ordered = sorted(self.latencies)
@@ -136,16 +136,18 @@ async def test_endless_heads_are_refused_at_once_in_flat_memory(pilotfish: Proce
             414,
         ),
     ]
-    async with Probe(pilotfish.admin) as probe:
-        for name, run, status in attacks:
-            for _ in range(5):
+    rounds = 0
+    async with Probe(pilotfish.admin) as probe, asyncio.timeout(60):
+        # Attacks go on until the probe has enough answers for a 99th percentile.
+        while len(probe.latencies) < 200 or rounds < 3:
+            rounds += 1
+            for name, run, status in attacks:
                 answer, took = await run()  # type: ignore[misc]
                 assert re.match(rb"HTTP/1\.1 %d " % status, answer), (name, answer[:80])
                 assert took is None or took < 0.1, (name, took)
     assert MAX_HEADERS < 10_000
     grown = pilotfish.peak_rss() - base
     assert grown < 5 * MiB, f"peak RSS grew by {grown / MiB:.1f} MiB"
-    assert len(probe.latencies) > 20
     assert probe.quantile(0.99) < 0.02, sorted(probe.latencies)[-5:]
 
 

@@ -14,7 +14,7 @@ import aiohttp
 import yaml
 
 from tests.discovery.consul_double import ConsulDouble, Fault, consul_double  # noqa: F401
-from tests.sidecar.test_process import free_port, wait_ready
+from tests.sidecar.process import free_port, wait_ready
 
 REGISTER = "/v1/agent/service/register"
 DEREGISTER = "/v1/agent/service/deregister/"
