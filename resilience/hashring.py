@@ -270,12 +270,14 @@ class HashRing(Generic[K]):
         self._widest = max(self._weights) if len(set(self._weights)) > 1 else 0
         per = points_per_endpoint(len(order), options or RingOptions())
         self.points_per_endpoint = per
-        packed: list[int] = []
+        # Sorted as floats: they hold 53 bits exactly, compare faster than integers, and a
+        # list of them is half the size of integers with float sort keys.
+        floats: list[float] = []
         for rank, text in enumerate(order):
-            packed.extend(member_points(text, per, rank))
-        packed.sort(key=float)  # exact below 2**53, and floats compare faster than integers
-        self._points = array("Q", packed)
-        del packed
+            floats.extend(map(float, member_points(text, per, rank)))
+        floats.sort()
+        self._points = array("Q", map(int, floats))
+        del floats
         self._point_starts, self._point_shift = _slices(self._points)
         if self._widest:
             regions = array("Q", weighted_regions(self._points, self._weights))
@@ -329,13 +331,15 @@ class HashRing(Generic[K]):
         key = _FIRST_WORD(blake2s(data).digest())[0] << _RANK_BITS
         cut = key >> shift
         i = bisect_left(owners, key, starts[cut], starts[cut + 1])
-        first = owners[0 if i == len(owners) else i] & _RANK
+        if i == len(owners):
+            i = 0
+        first = owners[i] & _RANK
         if eligible(members[first]):
             return members[first]
         if self._widest:
             found = self._nearest(key, _Verdicts(members, eligible, first))
-        else:
-            found = self._walk(self._point_at(key), eligible, {first})
+        else:  # the owners are the points
+            found = self._walk(i, eligible, {first})
         return None if found < 0 else members[found]
 
     def _point_at(self, key: int) -> int:
