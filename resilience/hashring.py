@@ -33,14 +33,15 @@ Invariants:
   removed (with equal weights: the next distinct eligible member clockwise), asks
   ``eligible`` at most once per distinct member, and ends after one lap of the ring.
 
-Layout. A point is one integer: its 32-bit position above its member's 21-bit rank in name
+Layout. A point is one integer: its 32-bit position above its member's 20-bit rank in name
 order. Sorting those integers orders points at one position by name, so even that tie is
-settled the same way in every membership, and 53 bits sort exactly as floats (CPython's
-fast comparison). Keys compare by position only. The points live in one ``array('Q')`` (8
-bytes a point) with a table of where each of ``2**b`` equal slices of the ring starts (about
-two points a slice), so a lookup searches one or two points. With unequal weights the ring
-also keeps where ownership changes (``weighted_regions``), so a lookup is still one search;
-the ``distance / weight`` scan is left to the fallback.
+settled the same way in every membership; 52 bits are the mantissa of a double, so points
+are sorted as floats (CPython's fast comparison) without a conversion per point. Keys
+compare by position only. The points live in one ``array('Q')`` (8 bytes a point) with a
+table of where each of ``2**b`` equal slices of the ring starts (about two points a slice),
+so a lookup searches one or two points. With unequal weights the ring also keeps where
+ownership changes (``weighted_regions``), so a lookup is still one search; the
+``distance / weight`` scan is left to the fallback.
 """
 
 from __future__ import annotations
@@ -56,20 +57,24 @@ from hashlib import blake2s, shake_256
 from itertools import accumulate, repeat
 from operator import rshift
 from struct import Struct
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 
 POINTS_PER_ENDPOINT = 2048
 """Points each member owns with the default options: enough that, with equal weights, each
 of 3 to 50 members holds its share of the key space within 6.6 % (1024 reached 10.2 %; see
-docs/resilience.md), few enough that 200 members build in a third of a second."""
+docs/resilience.md), few enough that 200 members build in about a quarter of a second."""
 
-_RANK_BITS = 21  # up to 2,097,152 members
+_RANK_BITS = 20  # up to 1,048,576 members
 _RANK = (1 << _RANK_BITS) - 1
 _SPAN = 1 << 32  # positions are 32 bits
 _PACKED_BITS = 32 + _RANK_BITS
 _POSITION = (_SPAN - 1) << _RANK_BITS  # a packed value's position bits
+# The bits of the double 2**52: ORed with a packed value v they make the double 2**52 + v,
+# whose order is v's and whose low 52 bits are v again.
+_AS_DOUBLE = 0x4330000000000000
+_LOW_NIBBLE = bytes(byte & 0x0F for byte in range(256))
 _POINTS_PER_SLICE = 2
 # The first 32 bits of a digest. BLAKE2s's default 32-byte digest read this way costs a
 # quarter less than asking for a 4-byte digest (keyword arguments are slow to parse).
@@ -136,16 +141,24 @@ def member_points(text: str, count: int, rank: int) -> array[int]:
     are the positions: asking for more points extends the sequence and never changes the
     ones before, which is what confines a scaled ring's churn to the tail.
     """
-    size = 8 * count
+    return _words(_packed(text, count, rank).to_bytes(8 * count, "little"), "Q")
+
+
+def _packed(text: str, count: int, rank: int, flags: int = 0) -> int:
+    """A member's points as one integer of ``count`` 64-bit words, each ORed with ``flags``:
+    shifting all the stream's words at once moves each one's top 32 bits into place, the
+    mask clears what slid in from the next word, and the rank fills the rest."""
     ones, positions = _fields(count)
-    # All the words at once as one integer: shifting it moves each word's top 32 bits into
-    # place, the mask clears what slid in from the next word, and the rank fills the rest.
-    words = int.from_bytes(shake_256(_encode(text)).digest(size), "little")
-    packed = ((words >> (64 - _PACKED_BITS)) & positions) | (rank * ones)
-    points = array("Q", packed.to_bytes(size, "little"))
+    words = int.from_bytes(shake_256(_encode(text)).digest(8 * count), "little")
+    return ((words >> (64 - _PACKED_BITS)) & positions) | ((rank | flags) * ones)
+
+
+def _words(data: bytes | bytearray, typecode: str) -> array[Any]:
+    """Little-endian 64-bit words as an array of ``typecode``."""
+    words = array(typecode, data)
     if sys.byteorder != "little":
-        points.byteswap()
-    return points
+        words.byteswap()
+    return words
 
 
 @lru_cache(maxsize=8)
@@ -153,6 +166,27 @@ def _fields(count: int) -> tuple[int, int]:
     """1 in each of ``count`` 64-bit words, and the position mask in each, as integers."""
     ones = int.from_bytes(b"\x01\x00\x00\x00\x00\x00\x00\x00" * count, "little")
     return ones, _POSITION * ones
+
+
+def _sorted_points(order: Sequence[str], count: int) -> array[int]:
+    """Every member's points, in ``order`` of rank, sorted into one array."""
+    # As doubles 2**52 + point: they compare faster than integers and arrive from bytes
+    # without a conversion per point. Sorting each member's points first leaves one merge
+    # of runs, whose reads stay close in memory.
+    floats: list[float] = []
+    for rank, text in enumerate(order):
+        double = _packed(text, count, rank, _AS_DOUBLE).to_bytes(8 * count, "little")
+        floats.extend(sorted(_words(double, "d")))
+    floats.sort()
+    doubles = array("d", floats)
+    del floats
+    if sys.byteorder != "little":
+        doubles.byteswap()
+    # Back to the points: clear each little-endian word's top 12 bits (the exponent).
+    raw = bytearray(doubles.tobytes())
+    raw[7::8] = bytes(len(doubles))
+    raw[6::8] = raw[6::8].translate(_LOW_NIBBLE)
+    return _words(raw, "Q")
 
 
 def weighted_regions(points: Sequence[int], weights: Sequence[int]) -> list[int]:
@@ -269,14 +303,7 @@ class HashRing(Generic[K]):
         self._widest = max(self._weights) if len(set(self._weights)) > 1 else 0
         per = points_per_endpoint(len(order), options or RingOptions())
         self.points_per_endpoint = per
-        # Sorted as floats: they hold 53 bits exactly, compare faster than integers, and a
-        # list of them is half the size of integers with float sort keys.
-        floats: list[float] = []
-        for rank, text in enumerate(order):
-            floats.extend(map(float, member_points(text, per, rank)))
-        floats.sort()
-        self._points = array("Q", map(int, floats))
-        del floats
+        self._points = _sorted_points(order, per)
         self._point_starts, self._point_shift = _slices(self._points)
         if self._widest:
             regions = array("Q", weighted_regions(self._points, self._weights))
