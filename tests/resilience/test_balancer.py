@@ -312,9 +312,9 @@ def test_ring_hash_reports_fallback_through_primary() -> None:
 
 
 def test_ring_hash_uses_the_given_ring_options() -> None:
-    options = RingOptions(min_ring_size=4096)
+    options = RingOptions(min_ring_size=1, max_ring_size=1000)  # 200 points each, not 2048
     balancer = build_balancer("ring_hash", RING_MEMBERS, rng=random.Random(1), ring=options)
-    assert len(balancer.ring) == len(HashRing(RING_MEMBERS, options))  # type: ignore[attr-defined]
+    assert len(balancer.ring) == len(HashRing(RING_MEMBERS, options)) == 1000  # type: ignore[attr-defined]
 
 
 def test_ring_hash_without_a_key_round_robins() -> None:
