@@ -33,12 +33,17 @@ class Outcome(enum.Enum):
 
     @property
     def counts_against_endpoint(self) -> bool:
-        return self is not Outcome.SUCCESS and self in _JUDGES
+        return (
+            self is not Outcome.SUCCESS
+            and self is not Outcome.LOCAL_REJECTION
+            and self is not Outcome.CANCELLED
+        )
 
     @property
     def judges_endpoint(self) -> bool:
         """Whether the endpoint earned this outcome (success or failure alike)."""
-        return self in _JUDGES
+        # Identity tests: an enum member's hash (for a set lookup) is a Python-level call.
+        return self is not Outcome.LOCAL_REJECTION and self is not Outcome.CANCELLED
 
     @property
     def is_5xx(self) -> bool:
@@ -46,7 +51,6 @@ class Outcome(enum.Enum):
 
 
 _LOCAL_ORIGIN = frozenset({Outcome.CONNECT_FAILURE, Outcome.RESET, Outcome.TIMEOUT})
-_JUDGES = frozenset(Outcome) - {Outcome.LOCAL_REJECTION, Outcome.CANCELLED}
 
 
 def classify_status(status: int) -> Outcome:

@@ -60,7 +60,9 @@ class Attempt:
         if permit is not None:
             permit.record(outcome)
         self.cluster.record(state, outcome)
-        self.ex.observer.attempt_end(self._token, self.ex, outcome, self.status, error)
+        ex = self.ex
+        ex.observer.attempt_end(self._token, ex, outcome, self.status, error)
+        self.ex = None  # type: ignore[assignment]  # the exchange refers to its attempt
 
     # -- ResponseEnd: what the response reports -------------------------------------------
 
