@@ -29,6 +29,7 @@ circuit on the strength of an old request.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from datetime import datetime
 from typing import Literal
 
@@ -77,10 +78,12 @@ class _ClockedStorage(pybreaker.CircuitMemoryStorage):
 
 
 class _EpochListener(pybreaker.CircuitBreakerListener):
-    """Counts state changes so permits from an earlier state can be told apart."""
+    """Counts state changes so permits from an earlier state can be told apart, and tells
+    ``on_change`` of each."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_change: Callable[[BreakerState, BreakerState], None] | None) -> None:
         self.epoch = 0
+        self._on_change = on_change
 
     def state_change(
         self,
@@ -89,6 +92,8 @@ class _EpochListener(pybreaker.CircuitBreakerListener):
         new_state: pybreaker.CircuitBreakerState,
     ) -> None:
         self.epoch += 1
+        if self._on_change is not None and old_state is not None:
+            self._on_change(_STATE_NAMES[old_state.name], _STATE_NAMES[new_state.name])
 
 
 class Permit:
@@ -132,12 +137,13 @@ class EndpointBreaker:
         reset_timeout: float = 30.0,
         success_threshold: int = 1,
         name: str | None = None,
+        on_change: Callable[[BreakerState, BreakerState], None] | None = None,
     ) -> None:
         if fail_max < 1 or success_threshold < 1 or reset_timeout < 0:
             raise ValueError("need fail_max >= 1, success_threshold >= 1, reset_timeout >= 0")
         self._clock = clock
         self._storage = _ClockedStorage(clock)
-        self._epochs = _EpochListener()
+        self._epochs = _EpochListener(on_change)
         self._cb = pybreaker.CircuitBreaker(
             fail_max=fail_max,
             reset_timeout=reset_timeout,

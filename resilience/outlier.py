@@ -26,13 +26,14 @@ Invariants: only current members are ejected and only they count in the percenta
 an ejected endpoint ignores outcomes until it returns (they come from requests sent before
 the ejection); history of an endpoint that leaves the member set is kept while it still
 matters (ejected, or ``times_ejected`` not yet decayed to zero), so a flapping endpoint
-cannot shed its record by leaving and rejoining.
+cannot shed its record by leaving and rejoining. ``on_return`` is told once per ejection
+that ends, when it ends (lazily, like the return itself) or when ``uneject`` ends it.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -83,6 +84,7 @@ class OutlierDetector:
         base_ejection_time: float = 30.0,
         max_ejection_time: float = 300.0,
         max_ejection_percent: int = 50,
+        on_return: Callable[[Hashable, str], None] | None = None,
     ) -> None:
         if base_ejection_time <= 0:
             raise ValueError(f"base_ejection_time must be > 0, got {base_ejection_time}")
@@ -98,6 +100,8 @@ class OutlierDetector:
         # Envoy never ejects for less than the base time, whatever the cap says.
         self._max = max(max_ejection_time, base_ejection_time)
         self._max_percent = max_ejection_percent
+        # Told when an ejection ends (its time ran out, or a health check ended it early).
+        self._on_return = on_return
         self._members: frozenset[Hashable] = frozenset()
         self._records: dict[Hashable, _Record] = {}
 
@@ -113,7 +117,7 @@ class OutlierDetector:
         rec = self._records.get(id)
         if rec is None:
             rec = self._records[id] = _Record()
-        self._settle(rec, now)
+        self._settle(id, rec, now)
         if rec.ejected_until is not None:
             return None
         reason = self._count(rec, outcome)
@@ -134,19 +138,21 @@ class OutlierDetector:
         if rec is None:
             return False
         now = self._clock.now()
-        self._settle(rec, now)
+        self._settle(id, rec, now)
         if rec.ejected_until is None:
             return False
         rec.ejected_until = None
         rec.decay_from = now
         rec.reset_counters()
+        if self._on_return is not None:
+            self._on_return(id, "a health check passed")
         return True
 
     def is_ejected(self, id: Hashable) -> bool:
         rec = self._records.get(id)
         if rec is None or rec.ejected_until is None:
             return False  # time only ever ends an ejection, so nothing to settle
-        self._settle(rec, self._clock.now())
+        self._settle(id, rec, self._clock.now())
         return rec.ejected_until is not None
 
     def ejected_ids(self) -> frozenset[Hashable]:
@@ -156,7 +162,7 @@ class OutlierDetector:
     def snapshot(self, id: Hashable) -> dict[str, Any]:
         """State of one endpoint for the admin page (times are clock seconds)."""
         rec = self._records.get(id) or _Record()
-        self._settle(rec, self._clock.now())
+        self._settle(id, rec, self._clock.now())
         return {
             "ejected": rec.ejected_until is not None,
             "ejected_until": rec.ejected_until,
@@ -196,19 +202,21 @@ class OutlierDetector:
         for member in self._members:
             rec = self._records.get(member)
             if member != id and rec is not None:
-                self._settle(rec, now)
+                self._settle(member, rec, now)
                 ejected += rec.ejected_until is not None
         members = len(self._members)
         if (ejected + 1) * 100 <= self._max_percent * members:
             return True
         return ejected == 0 and members >= 2
 
-    def _settle(self, rec: _Record, now: float) -> None:
+    def _settle(self, id: Hashable, rec: _Record, now: float) -> None:
         """Apply the passage of time: return from ejection, decay ``times_ejected``."""
         if rec.ejected_until is not None and now >= rec.ejected_until:
             rec.decay_from = rec.ejected_until
             rec.ejected_until = None
             rec.reset_counters()
+            if self._on_return is not None:
+                self._on_return(id, "its ejection time is over")
         if rec.ejected_until is None and rec.decay_from is not None:
             intervals = math.floor((now - rec.decay_from) / self._base)
             if intervals > 0:
@@ -221,7 +229,7 @@ class OutlierDetector:
         now = self._clock.now()
         for id in list(self._records):
             rec = self._records[id]
-            self._settle(rec, now)
+            self._settle(id, rec, now)
             if id not in self._members and rec.clean:
                 del self._records[id]
 

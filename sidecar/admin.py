@@ -3,77 +3,114 @@
 Loopback by default. ``/ready`` is 503 until the listeners are up and every cluster had a
 first endpoint snapshot, and again from the moment shutdown starts. A discovery outage
 after the first snapshot does not make the sidecar unready: it serves the last good one.
+``/config`` is the running configuration (secrets redacted) with its version and hash;
+``/events`` the last state changes; ``POST /reload`` reads the config file again and
+applies it, for loopback peers only.
 
 ``AdminHandler`` serves a fixed table of routes on the sidecar's own HTTP/1.1 server, so
-the admin listener needs no web framework. Invariants: routes answer GET and HEAD only
-(HEAD without a body); the query string plays no part in routing; unknown paths are 404,
-other methods on a known path 405 with ``Allow``; a route that raises is logged and
-answered with 500, never taking the listener down. Routes only read sidecar state.
+the admin listener needs no web framework. Invariants: a route answers GET and HEAD (HEAD
+without a body), or POST when it is a ``Post`` route; the query string plays no part in
+routing; unknown paths are 404, other methods on a known path 405 with ``Allow``; a route
+that raises is logged and answered with 500, never taking the listener down. Only
+``POST`` routes change anything. The sidecar is read through ``SidecarView``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 from multidict import CIMultiDict
 
+from sidecar.admin_access import loopback_only
+from sidecar.admin_reply import (
+    ALLOWED_METHODS,
+    HTML,
+    JSON,
+    TEXT,
+    AdminReply,
+    AdminRoute,
+    Post,
+    json_reply,
+    text_reply,
+)
 from sidecar.cluster import Cluster
 from sidecar.config import redacted
+from sidecar.config.schema import Config
+from sidecar.events import EventBus
 from sidecar.listener.h1_server import H1Connection
 from sidecar.listener.request import DownstreamRequest
 
+__all__ = [
+    "HTML",
+    "JSON",
+    "TEXT",
+    "AdminHandler",
+    "AdminReply",
+    "AdminRoute",
+    "Post",
+    "SidecarView",
+    "json_reply",
+    "sidecar_routes",
+    "text_reply",
+]
+
 if TYPE_CHECKING:
-    from sidecar.app import Sidecar
+    from discovery.source import Source
+    from sidecar.control.reload import ReloadOutcome
+
+
+class SidecarView(Protocol):
+    """What the admin routes read of the sidecar (and the one thing they ask of it)."""
+
+    config: Config
+    version: int
+    config_hash: str
+    loaded_at: float
+    events: EventBus
+
+    @property
+    def clusters(self) -> Mapping[str, Cluster]: ...
+
+    @property
+    def sources(self) -> Mapping[str, Source]: ...
+
+    @property
+    def ready(self) -> bool: ...
+
+    @property
+    def draining(self) -> bool: ...
+
+    async def reload(self) -> ReloadOutcome: ...
+
 
 log = logging.getLogger("pilotfish.admin")
-
-TEXT = "text/plain; charset=utf-8"
-JSON = "application/json; charset=utf-8"
-HTML = "text/html; charset=utf-8"
-ALLOWED_METHODS = ("GET", "HEAD")
-
-
-class AdminReply(NamedTuple):
-    status: int
-    content_type: str
-    body: bytes
-    headers: tuple[tuple[str, str], ...] = ()
-
-
-AdminRoute = Callable[[DownstreamRequest], Awaitable[AdminReply]]
-
-
-def text_reply(text: str, status: int = 200) -> AdminReply:
-    return AdminReply(status, TEXT, text.encode())
-
-
-def json_reply(value: object, status: int = 200) -> AdminReply:
-    return AdminReply(status, JSON, json.dumps(value).encode())
-
 
 _NOT_FOUND = text_reply("404: Not Found", 404)
 _NOT_ALLOWED = AdminReply(
     405, TEXT, b"405: Method Not Allowed", (("Allow", ", ".join(ALLOWED_METHODS)),)
 )
+_POST_ONLY = AdminReply(405, TEXT, b"405: Method Not Allowed", (("Allow", "POST"),))
 _FAILED = text_reply("500: Internal Server Error", 500)
 
 
 class AdminHandler:
     """An ``H1Server`` handler answering from a table ``path -> route``."""
 
-    def __init__(self, routes: Mapping[str, AdminRoute]) -> None:
+    def __init__(self, routes: Mapping[str, AdminRoute | Post]) -> None:
         self.routes = dict(routes)
 
     async def __call__(self, request: DownstreamRequest, out: H1Connection) -> None:
-        route = self.routes.get(request.path)
-        if route is None:
+        entry = self.routes.get(request.path)
+        if entry is None:
             reply = _NOT_FOUND
-        elif request.method not in ALLOWED_METHODS:
+        elif isinstance(entry, Post) and request.method != "POST":
+            reply = _POST_ONLY
+        elif not isinstance(entry, Post) and request.method not in ALLOWED_METHODS:
             reply = _NOT_ALLOWED
         else:
+            route = entry.route if isinstance(entry, Post) else entry
             try:
                 reply = await route(request)
             except Exception:
@@ -84,8 +121,8 @@ class AdminHandler:
         await out.send(reply.status, headers, reply.body)
 
 
-def sidecar_routes(sidecar: Sidecar) -> dict[str, AdminRoute]:
-    """``/live``, ``/ready``, ``/clusters`` and ``/config`` of one sidecar."""
+def sidecar_routes(sidecar: SidecarView) -> dict[str, AdminRoute | Post]:
+    """``/live``, ``/ready``, ``/clusters``, ``/config``, ``/events`` and ``POST /reload``."""
 
     async def live(request: DownstreamRequest) -> AdminReply:
         return text_reply("live\n")
@@ -94,7 +131,7 @@ def sidecar_routes(sidecar: Sidecar) -> dict[str, AdminRoute]:
         if sidecar.ready:
             return text_reply("ready\n")
         waiting = [n for n, s in sidecar.sources.items() if not s.watch.ready]
-        if sidecar.state.draining:
+        if sidecar.draining:
             reason = "draining"
         elif waiting:
             reason = f"waiting for endpoints of: {', '.join(waiting)}"
@@ -113,9 +150,34 @@ def sidecar_routes(sidecar: Sidecar) -> dict[str, AdminRoute]:
         )
 
     async def config(request: DownstreamRequest) -> AdminReply:
-        return json_reply(redacted(sidecar.config))
+        return json_reply(
+            {
+                "version": sidecar.version,
+                "hash": sidecar.config_hash,
+                "loaded_at": sidecar.loaded_at,
+                "config": redacted(sidecar.config),
+            }
+        )
 
-    return {"/live": live, "/ready": ready, "/clusters": clusters, "/config": config}
+    async def events(request: DownstreamRequest) -> AdminReply:
+        return json_reply({"events": [e.as_dict() for e in sidecar.events.history]})
+
+    async def reload(request: DownstreamRequest) -> AdminReply:
+        outcome = await sidecar.reload()
+        body = {"applied": outcome.ok, "summary": outcome.summary, "errors": list(outcome.errors)}
+        if outcome.ok:
+            body["version"] = sidecar.version
+            body["hash"] = sidecar.config_hash
+        return json_reply(body, 200 if outcome.ok else 422)
+
+    return {
+        "/live": live,
+        "/ready": ready,
+        "/clusters": clusters,
+        "/config": config,
+        "/events": events,
+        "/reload": Post(loopback_only(reload)),
+    }
 
 
 def cluster_view(cluster: Cluster, watch: Any) -> dict[str, Any]:
@@ -145,10 +207,12 @@ def cluster_view(cluster: Cluster, watch: Any) -> dict[str, Any]:
         endpoints.append(view)
     return {
         "name": cluster.name,
-        "balancer": cluster.config.balancer.policy,
-        "hash_on": str(hash_on) if (hash_on := cluster.config.balancer.hash_on) else None,
+        "balancer": cluster.balancer_policy,
+        "hash_on": str(hash_on)
+        if cluster.config is not None and (hash_on := cluster.config.balancer.hash_on)
+        else None,
         "discovery": {
-            "source": cluster.config.discovery.kind,
+            "source": cluster.config.discovery.kind if cluster.config is not None else None,
             "ready": watch.ready,
             "updates": watch.updates,
             "errors": watch.errors,
@@ -157,6 +221,6 @@ def cluster_view(cluster: Cluster, watch: Any) -> dict[str, Any]:
         },
         "panic": cluster.panic,
         "in_flight": sum(st.in_flight for st in cluster.states.values()),
-        "retry_budget_remaining": cluster.budget.remaining(),
+        "retry_budget_remaining": cluster.budget.remaining() if cluster.budget else None,
         "endpoints": endpoints,
     }

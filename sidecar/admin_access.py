@@ -19,7 +19,7 @@ import ipaddress
 import logging
 from collections.abc import Iterable
 
-from sidecar.admin import AdminReply, AdminRoute, text_reply
+from sidecar.admin_reply import AdminReply, AdminRoute, text_reply
 from sidecar.listener.request import DownstreamRequest
 
 log = logging.getLogger("pilotfish.admin")
@@ -31,6 +31,8 @@ EXPOSES = {
     "/": "the live page",
     "/clusters": "endpoint addresses and state",
     "/config": "the effective config, secrets redacted",
+    "/events": "recent state changes: ejections, breakers, reloads",
+    "/reload": "config reload, for loopback peers only",
     "/metrics": "Prometheus metrics",
     "/stats": "request totals",
     "/ready": "readiness",

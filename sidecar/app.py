@@ -1,17 +1,32 @@
-"""``Sidecar``: builds clusters, sources and listeners from a ``Config`` and runs them.
+"""``Sidecar``: the one owner of the running configuration, and the order things happen in.
 
-Start: discovery watches (first snapshot awaited, bounded) → listeners → ready.
-Stop: not ready → stop accepting → drain in-flight requests up to ``drain_timeout`` →
-close transports and sources. Start/stop order is the only logic here; every part is built
-by its own module.
+Start is ``apply`` of the configuration onto an empty sidecar, then the Consul
+registration; a reload (``reload``) is ``apply`` again with the file read anew. ``apply``:
+
+1. opens the sockets of listeners that are new or moved, not yet accepting (a reload that
+   cannot bind stops here, having changed nothing);
+2. has the ``ClusterManager`` build new upstreams and change what differs in the others;
+3. waits (up to ``discovery_timeout``) for the first endpoints of the new upstreams;
+4. swaps the route table in one step (requests in flight finish on the old one);
+5. starts accepting on the new listeners and drains the ones gone;
+6. retires the upstreams gone (their in-flight requests drain, up to ``drain_timeout``);
+7. brings telemetry, the log level and the Consul registration in line.
+
+Stop: not ready → deregister → stop accepting → drain in-flight requests up to
+``drain_timeout`` → close clusters → stop the admin listener → flush telemetry.
+Every part is built by its own module; the admin listener and telemetry read the sidecar
+through narrow views (``clusters``, ``sources``, ``ready``, ``events``), never back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import logging
 import random
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -21,190 +36,252 @@ from resilience.clock import MONOTONIC, Clock
 from sidecar.admin import AdminHandler, sidecar_routes
 from sidecar.admin_access import warn_if_exposed
 from sidecar.cluster import Cluster
+from sidecar.config.load import redacted
 from sidecar.config.schema import Config, UpstreamConfig
-from sidecar.health_check import HealthChecker, health_checkers
-from sidecar.listener.h1_server import H1Server, Handler
-from sidecar.local_cluster import local_upstream
-from sidecar.pipeline.stack import build_stack
-from sidecar.proxy import ProxyHandler, Route, by_host, fixed
-from sidecar.sources import build_source
+from sidecar.control.clusters import ClusterManager
+from sidecar.control.diff import config_delta
+from sidecar.control.listeners import Listener, ListenerManager, ListenerSpec, StartError
+from sidecar.control.reload import Reloader, ReloadOutcome
+from sidecar.events import EventBus
+from sidecar.health_check import HealthChecker
+from sidecar.listener.h1_server import Handler
+from sidecar.local_cluster import LOCAL_CLUSTER, local_upstream
+from sidecar.proxy import ProxyHandler
+from sidecar.routing import Route, Router, RouteTable, Routing, by_host, fixed
 from sidecar.telemetry.admin_routes import telemetry_routes
 from sidecar.telemetry.telemetry import Telemetry
-from sidecar.transport.h1_client import H1Transport
 
 if TYPE_CHECKING:
     from discovery.consul import ConsulRegistration
 
+__all__ = ["Listener", "Sidecar", "StartError"]
+
 log = logging.getLogger("pilotfish")
-
-
-class StartError(Exception):
-    """The sidecar cannot start as configured (a listener cannot bind); the message says why."""
-
-
-@dataclass
-class Listener:
-    name: str
-    server: H1Server
-    address: str = ""
-    port: int = 0
 
 
 @dataclass
 class SidecarState:
     ready: bool = False
     draining: bool = False
-    listeners: dict[str, Listener] = field(default_factory=dict)
+    listeners: dict[str, Listener] = field(default_factory=dict)  # the manager's, by name
 
 
 class Sidecar:
     def __init__(
-        self, config: Config, *, clock: Clock = MONOTONIC, rng: random.Random | None = None
+        self,
+        config: Config,
+        *,
+        clock: Clock = MONOTONIC,
+        rng: random.Random | None = None,
+        config_path: str | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
         self.rng = rng or random.Random()
         self.state = SidecarState()
-        self.clusters: dict[str, Cluster] = {}
-        self.sources: dict[str, Source] = {}
-        self._tasks: list[asyncio.Task[None]] = []
-        self.stack = build_stack(clock=clock, rng=self.rng)
-        self.local: Cluster | None = None
-        self.health_checkers: dict[str, HealthChecker] = {}
-        self.registration: ConsulRegistration | None = None
+        self.events = EventBus()
         self.observer: Telemetry = Telemetry(config)
+        self.manager = ClusterManager(
+            clock=clock, rng=self.rng, events=self.events, observer=self.observer
+        )
+        self.routing = Routing()
+        self.listener_manager = ListenerManager(
+            self._handler,
+            on_refused=self.observer.listener_refused,
+            on_overflow=self.observer.listener_overflow,
+        )
+        self.state.listeners = self.listener_manager.listeners
+        self.registration: ConsulRegistration | None = None
+        self._registration_task: asyncio.Task[None] | None = None
+        self.version = 0
+        self.config_hash = ""
+        self.loaded_at = 0.0
+        self._applied: Config | None = None
+        self.reloader = (
+            Reloader(config_path, self.apply, self.events) if config_path is not None else None
+        )
+
+    # -- views (the admin listener and telemetry read these) --------------------------
+
+    @property
+    def clusters(self) -> dict[str, Cluster]:
+        return self.manager.clusters
+
+    @property
+    def sources(self) -> dict[str, Source]:
+        return self.manager.sources
+
+    @property
+    def health_checkers(self) -> dict[str, HealthChecker]:
+        return self.manager.health_checkers
+
+    @property
+    def listeners(self) -> dict[str, Listener]:
+        return self.listener_manager.listeners
+
+    @property
+    def ready(self) -> bool:
+        return self.state.ready and all(s.watch.ready for s in self.sources.values())
+
+    @property
+    def draining(self) -> bool:
+        return self.state.draining
+
+    def address(self, name: str) -> tuple[str, int]:
+        listener = self.listeners[name]
+        return listener.address, listener.port
 
     # -- building ---------------------------------------------------------------------
 
-    def _cluster(self, upstream: UpstreamConfig) -> Cluster:
-        limits = upstream.circuit_breakers
-        transport = H1Transport(
-            connect_timeout=upstream.timeouts.connect,
-            idle_timeout=upstream.timeouts.idle,
-            stream_idle_timeout=upstream.timeouts.stream_idle,
-            max_connections=limits.max_connections,
-            max_pending=limits.max_pending,
-        )
-        cluster = Cluster(upstream, transport, clock=self.clock, rng=self.rng)
-        source = build_source(upstream, self.config, rng=self.rng)
-        source.watch.subscribe(cluster.update)
-        self.clusters[upstream.name] = cluster
-        self.sources[upstream.name] = source
-        return cluster
-
     def build(self) -> None:
-        """Makes the clusters and discovery sources the config names: no task, no socket."""
-        cfg = self.config
-        if cfg.listeners.inbound is not None:
-            self.local = self._cluster(local_upstream(cfg.service))
-        for upstream in cfg.upstreams:
-            self._cluster(upstream)
+        """Make the clusters and sources the config names: no task, no socket (a check
+        that a configuration builds)."""
+        self.manager.apply(self._upstreams(self.config), self.config, started=False)
 
     async def start(self) -> None:
-        cfg = self.config
-        self.build()
         self.observer.open(self)
-        for name, source in self.sources.items():
-            self._tasks.append(asyncio.create_task(source.run(), name=f"discovery:{name}"))
-        await self._await_first_snapshots(cfg.discovery_timeout)
-        # Probes start once endpoints are known; stop() cancels them with the other tasks.
-        self.health_checkers = health_checkers(self.clusters.values(), rng=self.rng)
-        for name, checker in self.health_checkers.items():
-            self._tasks.append(asyncio.create_task(checker.run(), name=f"health:{name}"))
-        await self._start_listeners()
+        await self.apply(self.config)
         await self._register()
         self.state.ready = True
         log.info(
             "pilotfish ready: %s",
-            ", ".join(
-                f"{name}={lst.address}:{lst.port}" for name, lst in self.state.listeners.items()
-            ),
+            ", ".join(f"{n}={lst.address}:{lst.port}" for n, lst in self.listeners.items()),
         )
 
-    async def _await_first_snapshots(self, timeout: float) -> None:
-        waits = [s.watch.wait_ready() for s in self.sources.values()]
-        if not waits:
-            return
-        try:
-            async with asyncio.timeout(timeout):
-                await asyncio.gather(*waits)
-        except TimeoutError:
-            missing = [n for n, s in self.sources.items() if not s.watch.ready]
-            log.warning(
-                "no endpoints yet for %s after %.1fs; not ready until they arrive",
-                ", ".join(missing),
-                timeout,
-            )
+    async def reload(self) -> ReloadOutcome:
+        """Read the config file again and apply it (SIGHUP, ``POST /reload``)."""
+        if self.reloader is None:
+            return ReloadOutcome(False, "this sidecar was not started from a file")
+        return await self.reloader.request()
 
-    async def _start_listeners(self) -> None:
-        cfg = self.config
-        if self.local is not None and cfg.listeners.inbound is not None:
-            handler = ProxyHandler(
-                "inbound",
-                fixed(Route(self.local)),
-                self.stack,
-                observer=self.observer,
-                report_attempts=False,
+    async def apply(self, config: Config) -> str:
+        """Make the running sidecar the one ``config`` describes; what changed, in a line."""
+        old = self._applied
+        binding = await self.listener_manager.bind(self._listener_specs(config), config.listeners)
+        try:
+            added, removed = self.manager.apply(self._upstreams(config), config)
+            missing = await self.manager.wait_ready(added, config.discovery_timeout)
+            if missing:
+                log.warning(
+                    "no endpoints yet for %s after %.1fs; routed anyway, answering 503 "
+                    "until they arrive",
+                    ", ".join(missing),
+                    config.discovery_timeout,
+                )
+        except BaseException:
+            await self.listener_manager.abort(binding)
+            raise
+        self.routing.table = self._route_table(config)
+        await self.listener_manager.commit(binding, config.listeners, config.drain_timeout)
+        admin = binding.new.get("admin")
+        if admin is not None:
+            handler = admin.server.handler
+            warn_if_exposed(admin.address, admin.port, getattr(handler, "routes", ()))
+        self.manager.retire(removed, config.drain_timeout)
+        self.config = config
+        self._applied = config
+        summary = config_delta(old, config).summary() if old is not None else "started"
+        if old is not None:
+            await self._follow(old, config)
+        self.version += 1
+        self.config_hash = _hash(config)
+        self.loaded_at = time.time()
+        return summary
+
+    async def _follow(self, old: Config, new: Config) -> None:
+        """Bring what is not a cluster or a listener in line with ``new``."""
+        if (old.tracing, old.access_log, old.service.name) != (
+            new.tracing,
+            new.access_log,
+            new.service.name,
+        ):
+            await self.observer.reconfigure(new)
+        if old.log_level != new.log_level:
+            logging.getLogger().setLevel(new.log_level.upper())
+        if old.service != new.service or old.consul != new.consul:
+            await self._deregister()
+            await self._register()
+
+    def _upstreams(self, config: Config) -> list[UpstreamConfig]:
+        upstreams = list(config.upstreams)
+        if config.listeners.inbound is not None:
+            upstreams.insert(0, local_upstream(config.service))
+        return upstreams
+
+    def _listener_specs(self, config: Config) -> list[ListenerSpec]:
+        ls = config.listeners
+        specs = []
+        if ls.inbound is not None:
+            specs.append(
+                ListenerSpec("inbound", ls.inbound.address, ls.inbound.port, "listeners.inbound")
             )
-            await self._serve(
-                "inbound", handler, cfg.listeners.inbound.address, cfg.listeners.inbound.port
-            )
-        routes: dict[str, Route] = {}
-        for up in cfg.upstreams:
-            route = Route(self.clusters[up.name])
-            for host in (up.name, *up.hosts):
-                routes[host.lower()] = route
+        for i, up in enumerate(config.upstreams):
             if up.listen is not None:
-                name = f"upstream:{up.name}"
-                handler = ProxyHandler(name, fixed(route), self.stack, observer=self.observer)
-                await self._serve(name, handler, up.listen.host, up.listen.port)
-        if cfg.listeners.egress is not None:
-            handler = ProxyHandler("egress", by_host(routes), self.stack, observer=self.observer)
-            await self._serve(
-                "egress", handler, cfg.listeners.egress.address, cfg.listeners.egress.port
+                specs.append(
+                    ListenerSpec(
+                        f"upstream:{up.name}",
+                        up.listen.host,
+                        up.listen.port,
+                        f"upstreams[{i}].listen",
+                    )
+                )
+        if ls.egress is not None:
+            specs.append(
+                ListenerSpec("egress", ls.egress.address, ls.egress.port, "listeners.egress")
             )
-        admin = AdminHandler({**sidecar_routes(self), **telemetry_routes(self.observer)})
-        await self._serve("admin", admin, cfg.listeners.admin.address, cfg.listeners.admin.port)
-        warn_if_exposed(*self.address("admin"), admin.routes)
+        specs.append(ListenerSpec("admin", ls.admin.address, ls.admin.port, "listeners.admin"))
+        return specs
 
-    async def _serve(self, name: str, handler: Handler, host: str, port: int) -> None:
-        listeners = self.config.listeners
-        timeouts = listeners.timeouts
-        server = H1Server(
-            handler,
-            name=name,
-            keepalive_timeout=timeouts.keepalive,
-            head_timeout=timeouts.request_headers,
-            body_timeout=timeouts.request_body_idle,
-            send_timeout=timeouts.send_idle,
-            tunnel_idle_timeout=timeouts.tunnel_idle,
-            max_connections=listeners.max_connections,
-            on_refused=self.observer.listener_refused,
-            on_overflow=self.observer.listener_overflow,
+    def _route_table(self, config: Config) -> RouteTable:
+        running = self.manager.running
+        routers: dict[str, Router] = {}
+        if config.listeners.inbound is not None:
+            routers["inbound"] = fixed(running[LOCAL_CLUSTER].route)
+        by_name: dict[str, Route] = {}
+        for up in config.upstreams:
+            route = running[up.name].route
+            for host in (up.name, *up.hosts):
+                by_name[host.lower()] = route
+            if up.listen is not None:
+                routers[f"upstream:{up.name}"] = fixed(route)
+        if config.listeners.egress is not None:
+            routers["egress"] = by_host(by_name)
+        return RouteTable(routers, self.routing.table.version + 1)
+
+    def _handler(self, name: str) -> Handler:
+        if name == "admin":
+            admin = AdminHandler({**sidecar_routes(self), **telemetry_routes(self.observer)})
+            return admin
+        return ProxyHandler(
+            name, self.routing, observer=self.observer, report_attempts=name != "inbound"
         )
-        try:
-            bound_host, bound_port = await server.start(host, port)
-        except OSError as exc:  # in use, not an address of this host, name not found
-            reason = exc.strerror or str(exc)
-            raise StartError(f"listener {name}: cannot listen on {host}:{port}: {reason}") from None
-        self.state.listeners[name] = Listener(name, server, bound_host, bound_port)
+
+    # -- registration -----------------------------------------------------------------
 
     async def _register(self) -> None:
-        if not self.config.service.register or "inbound" not in self.state.listeners:
+        config = self.config
+        if not config.service.register or "inbound" not in self.listeners:
             return
         from sidecar.registration import build_registration  # only sidecars that register
 
-        self.registration = build_registration(self.config, self.address("inbound"))
+        self.registration = build_registration(config, self.address("inbound"))
         try:
             async with asyncio.timeout(5):
                 await self.registration.register()
         except (DiscoveryError, TimeoutError) as exc:
             # run() keeps trying: the agent may come up after us.
             log.warning("cannot register %s in consul yet: %s", self.registration.service_id, exc)
-        self._tasks.append(asyncio.create_task(self.registration.run(), name="consul:register"))
+        self._registration_task = asyncio.create_task(
+            self.registration.run(), name="consul:register"
+        )
 
     async def _deregister(self) -> None:
-        reg = self.registration
+        reg, self.registration = self.registration, None
+        task, self._registration_task = self._registration_task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         if reg is None:
             return
         try:
@@ -220,32 +297,20 @@ class Sidecar:
     async def stop(self) -> None:
         self.state.ready = False
         self.state.draining = True
+        if self.reloader is not None:
+            await self.reloader.close()
         # Callers learn from Consul first, then in-flight requests drain.
         await self._deregister()
-        proxies = [lst for n, lst in self.state.listeners.items() if n != "admin"]
+        proxies = [n for n in self.listeners if n != "admin"]
         # Stop accepting and drain in-flight requests on every proxy listener at once.
-        grace = self.config.drain_timeout
-        await asyncio.gather(*(lst.server.stop(grace) for lst in proxies), return_exceptions=True)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        for source in self.sources.values():
-            with contextlib.suppress(Exception):
-                await source.close()
-        for cluster in self.clusters.values():
-            await cluster.transport.close()
-        admin = self.state.listeners.get("admin")
-        if admin is not None:
-            await admin.server.stop(1.0)
+        await self.listener_manager.stop(proxies, self.config.drain_timeout)
+        await self.listener_manager.close()
+        await self.manager.close()
+        await self.listener_manager.stop(["admin"], 1.0)
         await self.observer.close()  # flushes ended spans and pending access-log lines
         log.info("pilotfish stopped")
 
-    def address(self, name: str) -> tuple[str, int]:
-        lst = self.state.listeners[name]
-        return lst.address, lst.port
 
-    @property
-    def ready(self) -> bool:
-        return self.state.ready and all(s.watch.ready for s in self.sources.values())
+def _hash(config: Config) -> str:
+    canonical = json.dumps(redacted(config), sort_keys=True, default=str).encode()
+    return "sha256:" + hashlib.sha256(canonical).hexdigest()[:16]

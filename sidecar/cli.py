@@ -34,7 +34,7 @@ def run(config_path: str) -> None:
 
     config = _load_or_exit(config_path)
     configure_logging(config.log_level)
-    sys.exit(run_async(lambda: serve(config)))
+    sys.exit(run_async(lambda: serve(config, config_path)))
 
 
 @main.command("check-config")

@@ -6,13 +6,15 @@ rebuilds, so an endpoint that leaves and returns keeps its history. An endpoint 
 *available* when it is healthy (active checks), not ejected (outlier detection) and its
 breaker admits. Priority groups (DNS SRV priorities) are tried lowest first. When fewer than
 ``panic_threshold`` percent of the endpoints are available the cluster is in panic and
-balances over all of them (Envoy's panic mode).
+balances over all of them (Envoy's panic mode). Every change of that state is published as
+an event on the cluster's ``EventBus``: endpoints added and removed, ejected and back,
+breakers opened, half open and closed, panic entered and left.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 
 from discovery.model import Endpoint, EndpointSet
 from resilience.balancer import Balancer, build_balancer
@@ -24,9 +26,15 @@ from resilience.health import HealthTable
 from resilience.limits import ConcurrencyLimit
 from resilience.outcome import Outcome
 from resilience.outlier import Ejected, OutlierDetector
-from resilience.retry import RetryPolicy
+from sidecar.config.policies import (
+    BalancerConfig,
+    EndpointBreakerConfig,
+    HealthCheckConfig,
+    OutlierDetectionConfig,
+    RetryBudgetConfig,
+)
 from sidecar.config.schema import UpstreamConfig
-from sidecar.transport.base import Transport
+from sidecar.events import EventBus, quiet_bus
 
 # Panic is decided on the first pick after an endpoint's state changed, and otherwise at
 # most this often: time alone (an ejection or a breaker's open period ending) only ever makes
@@ -58,17 +66,27 @@ class _Group:
 
 
 class Cluster:
+    """One upstream's endpoints and the state kept of them.
+
+    Built empty of policy and configured piece by piece (``configure``, or one of the
+    ``set_*`` methods when a reload changes just that piece): a piece set again keeps the
+    others' state, so a changed outlier policy does not reset the breakers, and the
+    balancer is rebuilt from the current snapshot.
+    """
+
     def __init__(
-        self, config: UpstreamConfig, transport: Transport, *, clock: Clock, rng: random.Random
+        self,
+        name: str,
+        *,
+        clock: Clock,
+        rng: random.Random,
+        events: EventBus | None = None,
     ) -> None:
-        self.name = config.name
-        # Read per request: copied out of the config once.
-        self.total_timeout = config.timeouts.total
-        self.per_try_timeout: float | None = config.retries.per_try_timeout or None
-        self.config = config
-        self.transport = transport
+        self.name = name
+        self.config: UpstreamConfig | None = None  # the configuration it was last set from
         self._clock = clock
         self._rng = rng
+        self.events = events if events is not None else quiet_bus()
         self.states: dict[str, EndpointState] = {}
         self.member_ids: tuple[str, ...] = ()
         self._groups: list[_Group] = []
@@ -76,25 +94,76 @@ class Cluster:
         self.panic = False
         self.panic_count = 0
         self._panic_due = 0.0  # clock time from which panic is decided afresh
+        self._panic_threshold = 0.5
         self.on_ejection: list[Callable[[Ejected], None]] = []
-        cb = config.circuit_breakers
-        self.limit = ConcurrencyLimit(cb.max_requests)
-        self._breaker_cfg = cb.endpoint
-        od = config.outlier_detection
+        self.limit = ConcurrencyLimit(1024)
+        self.budget: RetryBudget | None = None
+        self.outlier: OutlierDetector | None = None
+        self.health: HealthTable | None = None
+        self._breaker_cfg: EndpointBreakerConfig | None = None
+        self._policy = "round_robin"
+        self._ring = RingOptions()
+        self.available = self._available  # bound once: the balancer calls it per candidate
+
+    @classmethod
+    def from_config(
+        cls,
+        config: UpstreamConfig,
+        *,
+        clock: Clock,
+        rng: random.Random,
+        events: EventBus | None = None,
+    ) -> Cluster:
+        cluster = cls(config.name, clock=clock, rng=rng, events=events)
+        cluster.configure(config)
+        return cluster
+
+    def configure(self, config: UpstreamConfig) -> None:
+        """Set every piece of policy from ``config``."""
+        self.config = config
+        self.set_limits(config.circuit_breakers.max_requests)
+        self.set_breakers(config.circuit_breakers.endpoint)
+        self.set_outlier(config.outlier_detection)
+        self.set_health(config.health_check)
+        self.set_budget(config.retries.budget)
+        self.set_panic_threshold(config.panic_threshold)
+        self.set_balancer(config.balancer)
+
+    # -- pieces of policy ----------------------------------------------------------------
+
+    def set_limits(self, max_requests: int) -> None:
+        # Requests in flight release the limit they acquired: a new one starts empty.
+        self.limit = ConcurrencyLimit(max_requests)
+
+    def set_breakers(self, config: EndpointBreakerConfig | None) -> None:
+        """New breakers (closed) for every endpoint; ``None``: none."""
+        self._breaker_cfg = config
+        for state in self.states.values():
+            state.breaker = self._new_breaker(state.id)
+        self._panic_due = 0.0
+
+    def set_outlier(self, od: OutlierDetectionConfig | None) -> None:
+        """A new detector: its history starts empty (ejections end); ``None``: none."""
         self.outlier = (
             OutlierDetector(
-                clock,
+                self._clock,
                 consecutive_5xx=od.consecutive_5xx,
                 consecutive_gateway_failure=od.consecutive_gateway_failure,
                 consecutive_local_origin_failure=od.consecutive_local_origin_failure,
                 base_ejection_time=od.base_ejection_time,
                 max_ejection_time=od.max_ejection_time,
                 max_ejection_percent=od.max_ejection_percent,
+                on_return=self._returned,
             )
             if od is not None
             else None
         )
-        hc = config.health_check
+        if self.outlier is not None:
+            self.outlier.set_members(self.member_ids)
+        self._panic_due = 0.0
+
+    def set_health(self, hc: HealthCheckConfig | None) -> None:
+        """A new health table (every endpoint at ``initial_state``); ``None``: none."""
         self.health = (
             HealthTable(
                 healthy_threshold=hc.healthy_threshold,
@@ -104,32 +173,41 @@ class Cluster:
             if hc is not None
             else None
         )
-        r = config.retries
-        self.retry_policy = RetryPolicy(
-            attempts=r.attempts,
-            retry_on=frozenset(r.retry_on),
-            retriable_status_codes=frozenset(r.retriable_status_codes),
-            backoff_base=r.backoff.base,
-            backoff_max=r.backoff.max,
-        )
-        b = r.budget
+        if self.health is not None:
+            self.health.set_members(self.member_ids)
+        self._panic_due = 0.0
+
+    def set_budget(self, b: RetryBudgetConfig) -> None:
         self.budget = RetryBudget(
-            clock, ratio=b.ratio, min_retries_per_second=b.min_per_second, window=b.window
+            self._clock, ratio=b.ratio, min_retries_per_second=b.min_per_second, window=b.window
         )
-        ring = config.balancer.ring
+
+    def set_panic_threshold(self, percent: int) -> None:
+        self._panic_threshold = percent / 100.0
+        self._panic_due = 0.0
+
+    @property
+    def balancer_policy(self) -> str:
+        return self._policy
+
+    def set_balancer(self, balancer: BalancerConfig) -> None:
+        ring = balancer.ring
+        self._policy = balancer.policy
         self._ring = RingOptions(min_ring_size=ring.min_ring_size, max_ring_size=ring.max_ring_size)
-        self._panic_threshold = config.panic_threshold / 100.0
-        self.available = self._available  # bound once: the balancer calls it per candidate
+        if self.snapshot is not None:
+            self._build_groups(self.snapshot)
 
     # -- snapshots ---------------------------------------------------------------------
 
     def update(self, snapshot: EndpointSet) -> None:
         """Adopt a new endpoint snapshot (called by the discovery watch)."""
+        first = self.snapshot is None
+        before = set(self.member_ids)
         self.snapshot = snapshot
         for ep in snapshot.endpoints:
             state = self.states.get(ep.id)
             if state is None:
-                self.states[ep.id] = EndpointState(ep, self._new_breaker())
+                self.states[ep.id] = EndpointState(ep, self._new_breaker(ep.id))
             else:
                 state.endpoint = ep  # weight/tags may change; history stays
         self.member_ids = tuple(ep.id for ep in snapshot.endpoints)
@@ -138,10 +216,22 @@ class Cluster:
             self.outlier.set_members(self.member_ids)
         if self.health is not None:
             self.health.set_members(self.member_ids)
+        self._build_groups(snapshot)
+        after = set(self.member_ids)
+        if first:
+            listed = ", ".join(self.member_ids) or "none"
+            self.events.publish("cluster_ready", cluster=self.name, detail=listed)
+            return
+        for endpoint_id in sorted(after - before):
+            self.events.publish("endpoint_added", cluster=self.name, endpoint=endpoint_id)
+        for endpoint_id in sorted(before - after):
+            self.events.publish("endpoint_removed", cluster=self.name, endpoint=endpoint_id)
+
+    def _build_groups(self, snapshot: EndpointSet) -> None:
         by_priority: dict[int, list[Endpoint]] = {}
         for ep in snapshot.endpoints:
             by_priority.setdefault(ep.priority, []).append(ep)
-        policy = self.config.balancer.policy
+        policy = self._policy
         self._groups = [
             _Group(
                 prio,
@@ -157,7 +247,7 @@ class Cluster:
             for prio, eps in sorted(by_priority.items())
         ]
 
-    def _new_breaker(self) -> EndpointBreaker | None:
+    def _new_breaker(self, endpoint_id: str) -> EndpointBreaker | None:
         cfg = self._breaker_cfg
         if cfg is None:
             return None
@@ -166,6 +256,22 @@ class Cluster:
             fail_max=cfg.fail_max,
             reset_timeout=cfg.reset_timeout,
             success_threshold=cfg.success_threshold,
+            on_change=lambda old, new: self._breaker_changed(endpoint_id, new),
+        )
+
+    # -- what changed, told as events ----------------------------------------------------
+
+    def _breaker_changed(self, endpoint_id: str, new: str) -> None:
+        self._panic_due = 0.0
+        kind = {"open": "breaker_opened", "half_open": "breaker_half_open"}.get(
+            new, "breaker_closed"
+        )
+        self.events.publish(kind, cluster=self.name, endpoint=endpoint_id)
+
+    def _returned(self, endpoint_id: Hashable, why: str) -> None:
+        self._panic_due = 0.0
+        self.events.publish(
+            "endpoint_returned", cluster=self.name, endpoint=str(endpoint_id), detail=why
         )
 
     def _load(self, endpoint_id: str) -> int:
@@ -239,9 +345,16 @@ class Cluster:
         return breaker is None or breaker.admits()
 
     def _set_panic(self, panic: bool) -> None:
-        if panic and not self.panic:
-            self.panic_count += 1
+        if panic == self.panic:
+            return
         self.panic = panic
+        if panic:
+            self.panic_count += 1
+            available = sum(1 for i in self.member_ids if self._available(i))
+            detail = f"{available} of {len(self.member_ids)} endpoints available"
+            self.events.publish("panic_entered", cluster=self.name, detail=detail)
+        else:
+            self.events.publish("panic_left", cluster=self.name)
 
     def primary(self, hash_key: str) -> str | None:
         """The endpoint a ring-hash key maps to, ignoring availability."""
@@ -265,5 +378,15 @@ class Cluster:
         if self.outlier is not None:
             ejected = self.outlier.record(state.id, outcome)
             if ejected is not None:
+                seconds = ejected.until - self._clock.now()
+                detail = f"{ejected.reason}, for {seconds:g}s (ejection {ejected.times})"
+                self.events.publish(
+                    "endpoint_ejected",
+                    cluster=self.name,
+                    endpoint=state.id,
+                    detail=detail,
+                    reason=ejected.reason,
+                    times=ejected.times,
+                )
                 for callback in self.on_ejection:
                     callback(ejected)

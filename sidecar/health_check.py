@@ -27,7 +27,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 from multidict import CIMultiDict
 
@@ -51,15 +51,21 @@ TransitionCallback = Callable[[str, Transition], None]
 class HealthChecker:
     """Probes the members of one cluster forever; run ``run()`` as a task."""
 
-    def __init__(self, cluster: Cluster, *, rng: random.Random) -> None:
-        config = cluster.config.health_check
-        if config is None or cluster.health is None:
-            raise ValueError(f"cluster {cluster.name!r} has no health_check configured")
+    def __init__(
+        self,
+        cluster: Cluster,
+        config: HealthCheckConfig,
+        *,
+        uneject: bool = True,
+        rng: random.Random,
+    ) -> None:
+        if cluster.health is None:
+            raise ValueError(f"cluster {cluster.name!r} keeps no health verdicts")
         self.cluster = cluster
-        self.config: HealthCheckConfig = config
+        self.config = config
         self._rng = rng
-        od = cluster.config.outlier_detection
-        self._uneject = od is not None and od.successful_active_health_check_uneject_host
+        # Envoy's successful_active_health_check_uneject_host: a pass ends an ejection.
+        self._uneject = uneject
         # Nothing is pooled (idle_timeout 0) and the probe's own timeout bounds the connect.
         self._transport = H1Transport(connect_timeout=0, idle_timeout=0)
         self._headers = _probe_headers(config)
@@ -117,26 +123,16 @@ class HealthChecker:
         health = self.cluster.health
         assert health is not None
         transition = health.record(endpoint_id, ok)
-        if (
-            ok
-            and self._uneject
-            and self.cluster.outlier is not None
-            and self.cluster.outlier.uneject(endpoint_id)
-        ):
-            self.cluster.availability_changed()
-            log.info(
-                "endpoint %s of cluster %s passed its health check: back from ejection",
-                endpoint_id,
-                self.cluster.name,
-            )
+        cluster = self.cluster
+        if ok and self._uneject and cluster.outlier is not None:
+            cluster.outlier.uneject(endpoint_id)  # told as an event by the cluster
         if transition is None:
             return
-        self.cluster.availability_changed()
-        log.warning(
-            "endpoint %s of cluster %s is now %s",
-            endpoint_id,
-            self.cluster.name,
-            "healthy" if transition.healthy else "unhealthy",
+        cluster.availability_changed()
+        cluster.events.publish(
+            "endpoint_healthy" if transition.healthy else "endpoint_unhealthy",
+            cluster=cluster.name,
+            endpoint=endpoint_id,
         )
         for callback in self.on_transition:
             try:
@@ -184,10 +180,11 @@ async def _drop_body(response: H1Response) -> None:
                 return
 
 
-def health_checkers(clusters: Iterable[Cluster], *, rng: random.Random) -> dict[str, HealthChecker]:
-    """A checker for every cluster that has a ``health_check`` section, by cluster name."""
-    return {
-        c.name: HealthChecker(c, rng=rng)
-        for c in clusters
-        if c.config.health_check is not None and c.health is not None
-    }
+def health_checker(cluster: Cluster, *, rng: random.Random) -> HealthChecker | None:
+    """The checker a cluster's configuration asks for, if any."""
+    config = cluster.config
+    if config is None or config.health_check is None or cluster.health is None:
+        return None
+    od = config.outlier_detection
+    uneject = od is not None and od.successful_active_health_check_uneject_host
+    return HealthChecker(cluster, config.health_check, uneject=uneject, rng=rng)

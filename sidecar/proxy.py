@@ -1,8 +1,9 @@
 """The listener side of a proxy hop: a downstream request in, the upstream answer streamed out.
 
-``ProxyHandler`` turns a downstream request into an ``Exchange`` (headers filtered, body
-buffered whole before anything goes upstream when it is small enough to replay), runs it
-through the pipeline stack, and streams the upstream answer back. A WebSocket upgrade the
+``ProxyHandler`` reads its listener's router from the current route table once, turns a
+downstream request into an ``Exchange`` (headers filtered, body buffered whole before
+anything goes upstream when it is small enough to replay), runs it through its route's
+stack, and streams the upstream answer back. A WebSocket upgrade the
 upstream accepts (101) becomes a tunnel for the rest of the connection's life. Failures
 the sidecar decides are answered with their status, a one-line body and
 ``x-pilotfish-error``. Nothing here parses config or logs on the success path.
@@ -11,25 +12,21 @@ the sidecar decides are answered with their status, a one-line body and
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 
 from multidict import CIMultiDict
 
-from sidecar.cluster import Cluster
 from sidecar.listener.h1_server import H1Connection
 from sidecar.listener.request import DownstreamRequest
 from sidecar.pipeline.errors import (
     BadRequest,
-    NoRoute,
     Overflow,
     ProxyError,
     UpstreamReset,
 )
 from sidecar.pipeline.exchange import Exchange
-from sidecar.pipeline.hashing import KeyOf, key_function
-from sidecar.pipeline.headers import HeaderRules, forward_fields, forwardable
-from sidecar.pipeline.layers import Handler
+from sidecar.pipeline.headers import forward_fields, forwardable
 from sidecar.pipeline.request_body import request_body
+from sidecar.routing import Route, Routing
 from sidecar.telemetry.observer import NULL_OBSERVER, Observer
 from sidecar.transport.base import UpstreamResponse
 
@@ -39,65 +36,20 @@ _NO_BODY_STATUSES = frozenset((204, 304))
 _request_ids = random.Random()
 
 
-class Route:
-    """Everything per-cluster the handler needs, compiled once from config."""
-
-    __slots__ = (
-        "cluster",
-        "key_of",
-        "max_replay",
-        "request_rules",
-        "response_rules",
-        "rewrite_host",
-        "strip_prefix",
-    )
-
-    def __init__(self, cluster: Cluster) -> None:
-        cfg = cluster.config
-        self.cluster = cluster
-        self.request_rules = HeaderRules(cfg.request_headers.add, cfg.request_headers.remove)
-        self.response_rules = HeaderRules(cfg.response_headers.add, cfg.response_headers.remove)
-        self.rewrite_host = cfg.rewrite.host
-        self.strip_prefix = (cfg.rewrite.strip_prefix or "").rstrip("/") or None
-        self.key_of: KeyOf | None = key_function(cfg.balancer.hash_on)
-        self.max_replay = cfg.retries.max_replay_bytes if cfg.retries.attempts else 0
-
-
-Router = Callable[[DownstreamRequest], Route]
-
-
-def fixed(route: Route) -> Router:
-    return lambda request: route
-
-
-def by_host(routes: dict[str, Route]) -> Router:
-    """Egress routing: only configured upstreams are reachable, by their Host name."""
-
-    def route(request: DownstreamRequest) -> Route:
-        host = (request.headers.get("Host") or "").lower()
-        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-        found = routes.get(name) or routes.get(host)
-        if found is None:
-            raise NoRoute(f"no upstream is configured for Host {host!r}")
-        return found
-
-    return route
-
-
 class ProxyHandler:
+    """The handler of one proxy listener: reads the route table once per request."""
+
     def __init__(
         self,
         listener: str,
-        router: Router,
-        stack: Handler,
+        routing: Routing,
         *,
         observer: Observer = NULL_OBSERVER,
         scheme: str = "http",
         report_attempts: bool = True,
     ) -> None:
         self.listener = listener
-        self.router = router
-        self.stack = stack
+        self.routing = routing
         self.observer = observer
         self.scheme = scheme
         self.report_attempts = report_attempts
@@ -130,15 +82,15 @@ class ProxyHandler:
                 # The listener took absolute-form targets apart: CONNECT and "*" are left.
                 out.keep_alive = False
                 raise BadRequest("CONNECT and asterisk-form request targets are refused")
-            route = self.router(request)
+            route = self.routing.table.router(self.listener)(request)
             cluster = route.cluster
-            if not cluster.limit.try_acquire():
-                limit = cluster.limit.limit
-                raise Overflow(f"cluster {cluster.name!r} has {limit} requests in flight")
+            limit = cluster.limit  # the one acquired is the one released (a reload may swap it)
+            if not limit.try_acquire():
+                raise Overflow(f"cluster {cluster.name!r} has {limit.limit} requests in flight")
             try:
                 ex = await self._exchange(request, route, ctx, holder)
                 ex.task = out.task  # the connection's task serves the request: timeouts cancel it
-                resp = await self.stack(ex)
+                resp = await route.stack(ex)
                 status = resp.status
                 if status == 101:
                     await self._tunnel(request, out, ex, route, resp)
@@ -146,7 +98,7 @@ class ProxyHandler:
                 await self._respond(request, out, ex, route, resp)
                 return status, None
             finally:
-                cluster.limit.release()
+                limit.release()
         except ProxyError as exc:
             ex = holder[0] if holder else None
             if ex is not None:
@@ -156,7 +108,7 @@ class ProxyHandler:
                 return (exc.status if exc.answered else 0), exc.reason
             if exc.closes_connection:
                 out.keep_alive = False
-            attempts = ex.attempts if ex is not None and self.report_attempts else None
+            attempts = len(ex.attempts) if ex is not None and self.report_attempts else None
             await _error(out, exc.status, exc.reason, str(exc), attempts)
             return exc.status, exc.reason
 
@@ -197,8 +149,7 @@ class ProxyHandler:
             True,
             client_ip,
             request_id,
-            route.cluster,
-            self.observer,
+            route,
             ctx,
         )
         holder.append(ex)
@@ -220,7 +171,7 @@ class ProxyHandler:
     ) -> None:
         fields = forward_fields(resp.fields, route.response_rules)
         if self.report_attempts:
-            fields += b"x-pilotfish-attempts: %d\r\n" % ex.attempts
+            fields += b"x-pilotfish-attempts: %d\r\n" % len(ex.attempts)
         length = resp.content_length
         if request.method == "HEAD" or resp.status in _NO_BODY_STATUSES:
             resp.release()

@@ -1,9 +1,12 @@
 """Running a ``Sidecar`` as a process: event loop choice, logging, signals.
 
 uvloop is the default loop when installed. SIGTERM and SIGINT start a graceful stop;
-a second signal stops at once. A signal that arrives while the sidecar is still starting
-(waiting for its first endpoints, say) cuts the start short: what started is stopped, and
-nothing is begun after the signal, the Consul registration included.
+a second signal stops at once. SIGHUP reloads the config file (as ``systemctl reload``
+and every nginx or HAProxy user expects); one that comes while the sidecar starts is
+ignored, since the file is read right then anyway. A stop signal that arrives while the
+sidecar is still starting (waiting for its first endpoints, say) cuts the start short: what
+started is stopped, and nothing is begun after the signal, the Consul registration
+included.
 """
 
 from __future__ import annotations
@@ -39,13 +42,15 @@ def run_async(main: Callable[[], Awaitable[int]]) -> int:
     return uvloop.run(main())
 
 
-async def serve(config: Config) -> int:
-    sidecar = Sidecar(config)
+async def serve(config: Config, config_path: str | None = None) -> int:
+    sidecar = Sidecar(config, config_path=config_path)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     signals = (signal.SIGTERM, signal.SIGINT)
     for sig in signals:
         loop.add_signal_handler(sig, stop.set)
+    # Until started, a hang-up must not end the process (the default action does).
+    loop.add_signal_handler(signal.SIGHUP, lambda: None)
     try:
         try:
             started = await _start_unless_stopped(sidecar, stop)
@@ -55,13 +60,15 @@ async def serve(config: Config) -> int:
             return 1
         if started:
             settle_garbage_collector()
+            if sidecar.reloader is not None:
+                loop.add_signal_handler(signal.SIGHUP, sidecar.reloader.request)
             await stop.wait()
         for sig in signals:  # a second signal ends the drain at once
             loop.add_signal_handler(sig, _exit_now)
         logging.getLogger("pilotfish").info("stopping: draining in-flight requests")
         await sidecar.stop()
     finally:
-        for sig in signals:
+        for sig in (*signals, signal.SIGHUP):
             loop.remove_signal_handler(sig)
     return 0
 

@@ -23,7 +23,6 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
 
 import httptools
 from multidict import CIMultiDict
@@ -31,17 +30,11 @@ from multidict import CIMultiDict
 from sidecar.listener.body import BodyStream, BodyTimeout
 from sidecar.listener.head_rules import Refusal
 from sidecar.listener.request import DownstreamRequest
-from sidecar.listener.request_parser import (
-    HALT,
-    RequestParsing,
-)
+from sidecar.listener.request_parser import HALT, ListenerHost, RequestParsing
 from sidecar.listener.responder import Responder
 from sidecar.listener.response_head import header_block, status_line
 from sidecar.pipeline.errors import InternalError, ProxyError
 from sidecar.tunnel import Tunnel
-
-if TYPE_CHECKING:
-    from sidecar.listener.h1_server import H1Server
 
 log = logging.getLogger("pilotfish.listener")
 
@@ -60,7 +53,7 @@ _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
 class H1Connection(RequestParsing, Responder, asyncio.Protocol):
-    def __init__(self, server: H1Server) -> None:
+    def __init__(self, server: ListenerHost) -> None:
         self.server = server
         self.handler = server.handler
         self.transport: asyncio.Transport | None = None

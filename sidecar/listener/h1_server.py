@@ -105,13 +105,24 @@ class H1Server:
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    async def start(self, host: str, port: int) -> tuple[str, int]:
+    async def start(self, host: str, port: int, *, serve: bool = True) -> tuple[str, int]:
+        """Bind (and with ``serve`` start accepting); the address actually bound."""
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: H1Connection(self), host, port, reuse_address=True, backlog=1024
+            lambda: H1Connection(self),
+            host,
+            port,
+            reuse_address=True,
+            backlog=1024,
+            start_serving=serve,
         )
         sockname = self._server.sockets[0].getsockname()
         return sockname[0], sockname[1]
+
+    async def serve(self) -> None:
+        """Start accepting on a server bound with ``serve=False``."""
+        if self._server is not None and not self._server.is_serving():
+            await self._server.start_serving()
 
     async def stop(self, grace: float) -> None:
         self.closing = True

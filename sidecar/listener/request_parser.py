@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -40,7 +40,28 @@ from sidecar.listener.request import HTTP10, HTTP11, DownstreamRequest
 from sidecar.pipeline.errors import BadRequest, InternalError
 
 if TYPE_CHECKING:
-    from sidecar.listener.h1_server import H1Server
+    from collections.abc import Awaitable, Callable
+
+    from sidecar.listener.responder import Responder
+
+
+class ListenerHost(Protocol):
+    """What a connection reads of the server it was accepted by (``H1Server``)."""
+
+    handler: Callable[[DownstreamRequest, Any], Awaitable[None]]
+    keepalive_timeout: float
+    head_timeout: float
+    body_timeout: float
+    send_timeout: float
+    tunnel_idle_timeout: float
+    closing: bool
+
+    def admit(self, conn: Responder) -> bool: ...
+
+    def forget(self, conn: Responder) -> None: ...
+
+    def refused(self, refusal: Refusal) -> None: ...
+
 
 log = logging.getLogger("pilotfish.listener")
 
@@ -67,7 +88,7 @@ class _Refused(Exception):
 class RequestParsing:
     """The parsing half of ``H1Connection``, which sets the attributes named below."""
 
-    server: H1Server
+    server: ListenerHost
     parser: httptools.HttpRequestParser
     transport: asyncio.Transport | None
     queue: deque[DownstreamRequest]

@@ -1,14 +1,17 @@
 """The layers of the outbound request path, each wrapping the next handler.
 
-Order (outermost first) is fixed in ``sidecar.pipeline.stack``: Deadline → Retry → Pick →
-Endpoint → PerTryTimeout → Transport. Every layer is ``async (Exchange) -> UpstreamResponse``
-and raises ``ProxyError`` for failures the sidecar answers itself.
+A cluster's stack is built by ``sidecar.pipeline.stack`` from the cluster's settings, each
+layer holding its own (a total timeout, a retry policy and its budget, the cluster to pick
+from, ...); a policy that is off is not in the stack at all. Order, outermost first:
+Deadline → Retry → Pick → Endpoint → PerTryTimeout → Transport. Every layer is
+``async (Exchange) -> UpstreamResponse`` and raises ``ProxyError`` for failures the sidecar
+answers itself.
 
 Both timers (the total deadline and the per-try timeout) run from the moment the request
 is complete, as Envoy's do: at once for a request whose body is buffered (or absent), and
 from the last body byte for a streamed one. Time spent waiting for the client is never
-counted against an endpoint. The endpoint layer opens an ``Attempt``, and the attempt is
-settled when it fails or, once answered, when the response body ends (see ``attempt``).
+counted against an endpoint. The endpoint layer opens an ``Attempt``, which is settled
+when it fails or, once answered, when the response body ends (see ``exchange``).
 """
 
 from __future__ import annotations
@@ -16,23 +19,35 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
+from resilience.budget import RetryBudget
 from resilience.clock import Clock
 from resilience.deadline import Deadline
 from resilience.outcome import Outcome, classify_status
-from resilience.retry import GiveUp
-from sidecar.pipeline.attempt import Attempt
+from resilience.retry import GiveUp, RetryPolicy
 from sidecar.pipeline.errors import (
     DeadlineExceeded,
     NoHealthyUpstream,
     ProxyError,
     UpstreamTimeout,
 )
-from sidecar.pipeline.exchange import Exchange
+from sidecar.pipeline.exchange import Attempt, AttemptObserver, Exchange
 from sidecar.pipeline.timeouts import Ticket, TimeoutQueues
-from sidecar.transport.base import UpstreamResponse
+from sidecar.transport.base import Transport, UpstreamResponse
+
+if TYPE_CHECKING:
+    from sidecar.cluster import Cluster
 
 Handler = Callable[[Exchange], Awaitable[UpstreamResponse]]
+
+
+class LayerObserver(AttemptObserver, Protocol):
+    """The part of the ``Observer`` the layers report to: attempts, and decisions."""
+
+    def event(
+        self, ex: Exchange | None, cluster: str, name: str, attributes: dict[str, Any]
+    ) -> None: ...
 
 
 def _current_task() -> asyncio.Task[object]:
@@ -60,15 +75,14 @@ class BreakerRejected(ProxyError):
 class DeadlineLayer:
     """The total timeout: covers every attempt and backoff of one request."""
 
-    def __init__(self, inner: Handler, clock: Clock, timeouts: TimeoutQueues) -> None:
+    def __init__(self, inner: Handler, total: float, clock: Clock, timeouts: TimeoutQueues) -> None:
         self.inner = inner
+        self.total = total
         self.clock = clock
         self.timeouts = timeouts
 
     async def __call__(self, ex: Exchange) -> UpstreamResponse:
-        total = ex.cluster.total_timeout
-        if not total:
-            return await self.inner(ex)
+        total = self.total
         task = ex.task
         if task is None:
             task = ex.task = _current_task()
@@ -78,30 +92,40 @@ class DeadlineLayer:
             ex.deadline = Deadline(self.clock, total)
             ticket.arm()
         else:
-            _when_complete(body, lambda: self._start(ex, ticket, total))
+            _when_complete(body, lambda: self._start(ex, ticket))
         try:
             with ticket:
                 return await self.inner(ex)
         except TimeoutError:
-            ex.outcome = Outcome.TIMEOUT
             raise DeadlineExceeded(f"no answer within the total timeout of {total:g}s") from None
 
-    def _start(self, ex: Exchange, ticket: Ticket, total: float) -> None:
-        ex.deadline = Deadline(self.clock, total)
+    def _start(self, ex: Exchange, ticket: Ticket) -> None:
+        ex.deadline = Deadline(self.clock, self.total)
         ticket.arm()
 
 
 class RetryLayer:
     """Retries per the cluster's policy, within its retry budget."""
 
-    def __init__(self, inner: Handler, rng: random.Random) -> None:
+    def __init__(
+        self,
+        inner: Handler,
+        policy: RetryPolicy,
+        budget: RetryBudget,
+        rng: random.Random,
+        cluster: str,
+        observer: LayerObserver,
+    ) -> None:
         self.inner = inner
+        self.policy = policy
+        self.budget = budget
         self.rng = rng
+        self.cluster = cluster
+        self.observer = observer
 
     async def __call__(self, ex: Exchange) -> UpstreamResponse:
-        cluster = ex.cluster
-        policy = cluster.retry_policy
-        budget = cluster.budget
+        policy = self.policy
+        budget = self.budget
         budget.record_request()
         retries = 0
         while True:
@@ -113,12 +137,16 @@ class RetryLayer:
                 raise
             except ProxyError as exc:
                 failure = exc
-            outcome = ex.outcome
-            if resp is not None and (outcome is Outcome.SUCCESS or outcome is None):
-                return resp
+            if failure is None:
+                attempt = ex.attempts[-1]
+                outcome = attempt.outcome
+                if outcome is Outcome.SUCCESS:
+                    return resp  # type: ignore[return-value]
+            else:
+                outcome = failure.outcome
             remaining = ex.deadline.remaining() if ex.deadline is not None else float("inf")
             decision = policy.decide(
-                outcome=outcome or Outcome.LOCAL_REJECTION,
+                outcome=outcome,
                 status=resp.status if resp is not None else None,
                 method=ex.method,
                 retries_done=retries,
@@ -132,15 +160,13 @@ class RetryLayer:
                 return _give_up(resp, failure)
             if not budget.try_withdraw():
                 ex.add_flag("URX")
-                ex.observer.event(ex, "retry_budget_exhausted", {})  # observer hook
+                self.observer.event(ex, self.cluster, "retry_budget_exhausted", {})
                 return _give_up(resp, failure)
-            ex.observer.event(
+            self.observer.event(
                 ex,
+                self.cluster,
                 "retry",
-                {
-                    "pilotfish.retry.delay_s": decision.delay,
-                    "pilotfish.outcome": (outcome.value if outcome else "local_rejection"),
-                },
+                {"pilotfish.retry.delay_s": decision.delay, "pilotfish.outcome": outcome.value},
             )
             if resp is not None:
                 resp.close()  # the failed answer is replaced by the retry's
@@ -157,54 +183,51 @@ def _give_up(resp: UpstreamResponse | None, failure: ProxyError | None) -> Upstr
 
 
 class PickLayer:
-    """Chooses the endpoint for this attempt (balancer over available endpoints)."""
+    """Chooses the endpoint for this attempt (the cluster's balancer over its available
+    endpoints), then admits it at its breaker; a rejected one is skipped for another."""
 
-    def __init__(self, inner: Handler) -> None:
+    def __init__(self, inner: Handler, cluster: Cluster, observer: LayerObserver) -> None:
         self.inner = inner
+        self.cluster = cluster
+        self.observer = observer
 
     async def __call__(self, ex: Exchange) -> UpstreamResponse:
-        cluster = ex.cluster
+        cluster = self.cluster
         skipped = 0
         while True:
             state = cluster.pick(ex.hash_key, ex.tried)
             if state is None:
-                ex.outcome = Outcome.LOCAL_REJECTION
                 raise NoHealthyUpstream(f"no healthy endpoint in cluster {cluster.name!r}")
-            ex.endpoint = state
-            try:
-                return await self.inner(ex)
-            except BreakerRejected:
-                # Lost the race for a half-open permit: another endpoint takes this one.
-                ex.observer.event(ex, "breaker_rejected", {"pilotfish.endpoint": state.id})
-                skipped += 1
-                ex.tried.append(state)
-                if skipped > len(cluster.member_ids):
-                    raise
+            breaker = state.breaker
+            permit = None
+            if breaker is not None:
+                permit = breaker.try_acquire()
+                if permit is None:
+                    # Lost the race for a half-open permit: another endpoint takes this one.
+                    self.observer.event(
+                        ex, cluster.name, "breaker_rejected", {"pilotfish.endpoint": state.id}
+                    )
+                    skipped += 1
+                    ex.tried.append(state)
+                    if skipped > len(cluster.member_ids):
+                        raise BreakerRejected(f"breaker of {state.id} is open")
+                    continue
+            Attempt(ex, cluster, state, permit, self.observer)  # joins ex.attempts
+            return await self.inner(ex)  # the endpoint layer settles it, or hands it on
 
 
 class EndpointLayer:
-    """Breaker admission, then the ``Attempt`` that accounts for this try; a response
-    carries its attempt on to be settled at the end of its body."""
+    """Settles the attempt when it fails; a response carries it on, to be settled at the
+    end of its body."""
 
     def __init__(self, inner: Handler) -> None:
         self.inner = inner
 
     async def __call__(self, ex: Exchange) -> UpstreamResponse:
-        state = ex.endpoint
-        assert state is not None
-        breaker = state.breaker
-        permit = None
-        if breaker is not None:
-            permit = breaker.try_acquire()
-            if permit is None:
-                raise BreakerRejected(f"breaker of {state.id} is open")
-        ex.attempts += 1
-        ex.tried.append(state)
-        attempt = ex.attempt = Attempt(ex, state, permit)
+        attempt = ex.attempts[-1]
         try:
             resp = await self.inner(ex)
         except ProxyError as exc:
-            ex.outcome = exc.outcome
             attempt.settle(exc.outcome, exc.reason)
             raise
         except asyncio.CancelledError:
@@ -224,13 +247,14 @@ class EndpointLayer:
 class PerTryTimeoutLayer:
     """Bounds one attempt by min(per_try_timeout, time left before the deadline)."""
 
-    def __init__(self, inner: Handler, timeouts: TimeoutQueues) -> None:
+    def __init__(self, inner: Handler, per_try: float, timeouts: TimeoutQueues) -> None:
         self.inner = inner
+        self.per_try = per_try
         self.timeouts = timeouts
 
     async def __call__(self, ex: Exchange) -> UpstreamResponse:
-        per_try = ex.cluster.per_try_timeout
-        if per_try is None or (ex.deadline is not None and ex.deadline.remaining() <= per_try):
+        per_try = self.per_try
+        if ex.deadline is not None and ex.deadline.remaining() <= per_try:
             # The total deadline ends this try first. A second timer due at the same moment
             # would race it; left to the deadline's own timer, the try is cancelled and
             # answered deadline_exceeded (a timeout of this endpoint all the same).
@@ -246,23 +270,22 @@ class PerTryTimeoutLayer:
             with ticket:
                 return await self.inner(ex)
         except TimeoutError:
-            where = ex.endpoint.id if ex.endpoint else "?"
+            where = ex.attempts[-1].state.id if ex.attempts else "?"
             raise UpstreamTimeout(f"{where} did not answer within {per_try:g}s") from None
 
 
 class TransportLayer:
     """Sends the attempt over the cluster's transport; one physical attempt each call."""
 
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+
     async def __call__(self, ex: Exchange) -> UpstreamResponse:
-        state = ex.endpoint
-        assert state is not None
-        resp = await ex.cluster.transport.send(
-            state.endpoint, ex.method, ex.path, ex.headers, ex.body
+        attempt = ex.attempts[-1]
+        resp = await self.transport.send(
+            attempt.state.endpoint, ex.method, ex.path, ex.headers, ex.body
         )
-        ex.status = status = resp.status
-        # The one place an answered attempt is classified; every policy reads ex.outcome.
-        ex.outcome = outcome = classify_status(status)
-        attempt = ex.attempt
-        if attempt is not None:
-            attempt.answered(status, outcome)
+        status = resp.status
+        # The one place an answered attempt is classified; every policy reads this outcome.
+        attempt.answered(status, classify_status(status))
         return resp

@@ -30,13 +30,14 @@ from discovery.watch import endpoint_watch
 from resilience.limits import PendingLimit
 from resilience.outcome import Outcome
 from resilience.outlier import Ejected
-from sidecar.cluster import Cluster
+from sidecar.cluster import Cluster, EndpointState
 from sidecar.config.schema import UpstreamConfig
 from sidecar.health_check import HealthChecker
 from sidecar.pipeline.errors import ConnectFailure, Overflow, ProxyError, UpstreamReset
 from sidecar.pipeline.exchange import Exchange
-from sidecar.pipeline.stack import build_stack
-from sidecar.proxy import Route
+from sidecar.pipeline.stack import StackSettings, build_stack
+from sidecar.pipeline.timeouts import TimeoutQueues
+from sidecar.routing import Route
 from sidecar.simulate.fleet import HANG, PORT, REFUSE, RESET, SimEndpoint, UpstreamFleet
 from sidecar.simulate.stats import UpstreamStats
 from sidecar.simulate.vloop import LoopClock
@@ -192,7 +193,11 @@ class _ProbeChecker(HealthChecker):
     thresholds and un-ejection are the live code's; only the two probe sends differ."""
 
     def __init__(self, cluster: Cluster, *, rng: random.Random, network: SimTransport) -> None:
-        super().__init__(cluster, rng=rng)
+        config = cluster.config
+        assert config is not None and config.health_check is not None
+        od = config.outlier_detection
+        uneject = od is not None and od.successful_active_health_check_uneject_host
+        super().__init__(cluster, config.health_check, uneject=uneject, rng=rng)
         self._transport = network  # type: ignore[assignment]  # _probe_http sends through it
         self._network = network
 
@@ -226,14 +231,13 @@ class _Observer:
     def request_end(self, *args: Any) -> None:
         return None
 
-    def attempt_start(self, ex: Exchange) -> Any:
-        return None
+    def attempt_start(self, ex: Exchange, cluster: Cluster, state: EndpointState) -> Any:
+        return state  # the token: which endpoint the attempt went to
 
     def attempt_end(
         self, token: Any, ex: Exchange, outcome: Outcome, status: int | None, error: str | None
     ) -> None:
-        endpoint = ex.endpoint
-        assert endpoint is not None
+        endpoint: EndpointState = token
         self._stats.attempt(self._now(), self._names[endpoint.id], outcome.value)
         key = ex.hash_key
         if key is not None and self._home is not None:
@@ -241,7 +245,9 @@ class _Observer:
                 key, self._home(key) == endpoint.id, self._primary(key) == endpoint.id
             )
 
-    def event(self, ex: Exchange | None, name: str, attributes: dict[str, Any]) -> None:
+    def event(
+        self, ex: Exchange | None, cluster: str, name: str, attributes: dict[str, Any]
+    ) -> None:
         self._stats.event(name)
 
 
@@ -266,15 +272,24 @@ class SimCluster:
         transport = SimTransport(
             loop, fleet, max_connections=limits.max_connections, max_pending=limits.max_pending
         )
-        self.cluster = cluster = Cluster(upstream, transport, clock=clock, rng=rng)
-        self.stack = build_stack(clock=clock, rng=rng)
-        self.route = Route(cluster)
-        self.keyed = self.route.key_of is not None
+        self.cluster = cluster = Cluster.from_config(upstream, clock=clock, rng=rng)
         self.watch = endpoint_watch(upstream.name)
         self.watch.subscribe(cluster.update)
         self.names = {endpoint_id: ep.name for endpoint_id, ep in fleet.by_id.items()}
-        self._home = self._home_ring(upstream, transport, clock) if self.keyed else None
+        keyed = upstream.balancer.hash_on is not None
+        self._home = self._home_ring(upstream, clock) if keyed else None
         self.observer = _Observer(stats, self.names, self._now, self._home, cluster.primary)
+        self.stack = build_stack(
+            cluster,
+            transport,
+            StackSettings.of(upstream, cluster.budget),
+            clock=clock,
+            rng=rng,
+            observer=self.observer,
+            timeouts=TimeoutQueues(),
+        )
+        self.route = Route(cluster, self.stack, upstream)
+        self.keyed = self.route.key_of is not None
         cluster.on_ejection.append(self._ejected)
         self._headers: CIMultiDict[str] = CIMultiDict()
         self._checker = (
@@ -285,11 +300,9 @@ class SimCluster:
         self.in_flight = 0
         self.discovery_down = False
 
-    def _home_ring(
-        self, upstream: UpstreamConfig, transport: SimTransport, clock: LoopClock
-    ) -> Callable[[str], str | None]:
+    def _home_ring(self, upstream: UpstreamConfig, clock: LoopClock) -> Callable[[str], str | None]:
         """Where each key maps with the fleet the run starts with (its 'home')."""
-        reference = Cluster(upstream, transport, clock=clock, rng=random.Random(0))
+        reference = Cluster.from_config(upstream, clock=clock, rng=random.Random(0))
         reference.update(self._snapshot())
         return reference.primary
 
@@ -327,7 +340,8 @@ class SimCluster:
         """One client request, from admission to its answer, as ``ProxyHandler`` runs it."""
         stats = self.stats
         cluster = self.cluster
-        if not cluster.limit.try_acquire():
+        limit = cluster.limit
+        if not limit.try_acquire():
             stats.request_done(arrived, self._now() - arrived, Overflow.status, Overflow.reason)
             return
         self.in_flight += 1
@@ -340,8 +354,7 @@ class SimCluster:
                 body <= self.route.max_replay,  # larger bodies stream once: never retried
                 CLIENT_IP,
                 "",
-                cluster,
-                self.observer,  # type: ignore[arg-type]
+                self.route,
             )
             ex.task = asyncio.current_task()
             if self.keyed:
@@ -358,7 +371,7 @@ class SimCluster:
             raise
         finally:
             self.in_flight -= 1
-            cluster.limit.release()
+            limit.release()
         stats.request_done(arrived, self._now() - arrived, status, reason)
 
     # -- state, for the timeline ---------------------------------------------------------

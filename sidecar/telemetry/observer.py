@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from resilience.outcome import Outcome
 
 if TYPE_CHECKING:
+    from sidecar.cluster import Cluster, EndpointState
     from sidecar.listener.request import DownstreamRequest
     from sidecar.pipeline.exchange import Exchange
 
@@ -36,15 +37,19 @@ class Observer(Protocol):
         bytes_out: int,
     ) -> None: ...
 
-    def attempt_start(self, ex: Exchange) -> Any:
-        """Called right before a physical attempt; may add headers (traceparent) to
-        ``ex.headers``. Returns a per-attempt token."""
+    def attempt_start(self, ex: Exchange, cluster: Cluster, state: EndpointState) -> Any:
+        """Called right before a physical attempt at ``state``; may add headers
+        (traceparent) to ``ex.headers``. Returns a per-attempt token."""
 
     def attempt_end(
         self, token: Any, ex: Exchange, outcome: Outcome, status: int | None, error: str | None
-    ) -> None: ...
+    ) -> None:
+        """Called once when the attempt is settled (at its failure, or when its response
+        body ended)."""
 
-    def event(self, ex: Exchange | None, name: str, attributes: dict[str, Any]) -> None: ...
+    def event(
+        self, ex: Exchange | None, cluster: str, name: str, attributes: dict[str, Any]
+    ) -> None: ...
 
 
 class NullObserver:
@@ -65,7 +70,7 @@ class NullObserver:
     ) -> None:
         return None
 
-    def attempt_start(self, ex: Exchange) -> Any:
+    def attempt_start(self, ex: Exchange, cluster: Cluster, state: EndpointState) -> Any:
         return None
 
     def attempt_end(
@@ -73,7 +78,9 @@ class NullObserver:
     ) -> None:
         return None
 
-    def event(self, ex: Exchange | None, name: str, attributes: dict[str, Any]) -> None:
+    def event(
+        self, ex: Exchange | None, cluster: str, name: str, attributes: dict[str, Any]
+    ) -> None:
         return None
 
 

@@ -12,7 +12,7 @@ an endpoint appears under its id (``host:port``); only current members are liste
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -20,6 +20,65 @@ from prometheus_client.registry import Collector
 if TYPE_CHECKING:
     from discovery.source import Source
     from sidecar.cluster import Cluster
+    from sidecar.events import EventBus
+
+
+class TelemetryView(Protocol):
+    """What telemetry watches of the sidecar: live mappings, readiness, state changes."""
+
+    events: EventBus
+
+    @property
+    def clusters(self) -> Mapping[str, Cluster]: ...
+
+    @property
+    def sources(self) -> Mapping[str, Source]: ...
+
+    @property
+    def ready(self) -> bool: ...
+
+
+class ReloadCollector(Collector):
+    """Reloads applied and refused, and how the last one went, named as Prometheus names
+    its own (``prometheus_config_last_reload_successful``)."""
+
+    def __init__(self) -> None:
+        self.applied = 0
+        self.refused = 0
+        self.last_successful = True  # the configuration running now loaded fine
+        self.last_success_time = 0.0
+
+    def record(self, applied: bool, at: float) -> None:
+        self.last_successful = applied
+        if applied:
+            self.applied += 1
+            self.last_success_time = at
+        else:
+            self.refused += 1
+
+    def describe(self) -> Iterator[Metric]:
+        yield from self.collect()
+
+    def collect(self) -> Iterator[Metric]:
+        total = CounterMetricFamily(
+            "pilotfish_config_reloads", "Reloads of the config file, by result.", labels=["result"]
+        )
+        total.add_metric(["applied"], self.applied)
+        total.add_metric(["refused"], self.refused)
+        yield total
+        last = GaugeMetricFamily(
+            "pilotfish_config_last_reload_successful",
+            "1 when the last reload was applied (or none was asked for), 0 when refused.",
+        )
+        last.add_metric([], 1.0 if self.last_successful else 0.0)
+        yield last
+        when = GaugeMetricFamily(
+            "pilotfish_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last reload applied (0: none yet).",
+        )
+        when.add_metric([], self.last_success_time)
+        yield when
+
 
 BREAKER_STATES = ("closed", "open", "half_open")
 

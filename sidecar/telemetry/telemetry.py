@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextvars
 import logging
 from collections.abc import Mapping
-from functools import partial
 from time import perf_counter, time
 from typing import TYPE_CHECKING, Any
 
@@ -30,14 +29,14 @@ from sidecar.config.schema import Config
 from sidecar.telemetry.access_log import AccessLog, response_flags, rfc3339, trace_id_of
 from sidecar.telemetry.metrics import RequestMetrics, code_class
 from sidecar.telemetry.span_export import ExportCounts
-from sidecar.telemetry.state_metrics import StateCollector
+from sidecar.telemetry.state_metrics import ReloadCollector, StateCollector, TelemetryView
 from sidecar.telemetry.tracing import Tracing
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
-    from resilience.outlier import Ejected
-    from sidecar.app import Sidecar
+    from sidecar.cluster import Cluster, EndpointState
+    from sidecar.events import Event
     from sidecar.listener.head_rules import Refusal
     from sidecar.listener.request import DownstreamRequest
     from sidecar.pipeline.exchange import Exchange
@@ -92,23 +91,28 @@ class Telemetry:
         self.tracing: Tracing | None = None
         self.access_log: AccessLog | None = None
         self._listeners: dict[str, ListenerStats] = {}
+        self.reloads = ReloadCollector()
         self._opened = False
         self._warned = False
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    def open(self, sidecar: Sidecar) -> None:
+    def open(self, view: TelemetryView) -> None:
+        """Start watching ``view`` (its clusters, sources and events) and start tracing and
+        the access log as configured."""
         if self._opened:
             return
         self._opened = True
         self.registry.register(
             StateCollector(
-                sidecar.clusters, sidecar.sources, self.listeners_in_flight, lambda: sidecar.ready
+                view.clusters, view.sources, self.listeners_in_flight, lambda: view.ready
             )
         )
-        for name, cluster in sidecar.clusters.items():
-            cluster.on_ejection.append(partial(self._ejected, name))
-        cfg = self.config
+        self.registry.register(self.reloads)
+        view.events.subscribe(self._on_event)
+        self._start_exports(self.config)
+
+    def _start_exports(self, cfg: Config) -> None:
         if cfg.tracing.enabled:
             m = self.metrics
             counts = ExportCounts(
@@ -117,6 +121,18 @@ class Telemetry:
             self.tracing = Tracing(cfg.tracing, cfg.service.name, counts)
         if cfg.access_log.enabled:
             self.access_log = AccessLog.open(cfg.access_log.path, on_error=self._fault)
+
+    async def reconfigure(self, config: Config) -> None:
+        """Tracing and the access log as ``config`` says: the new ones take over at once,
+        the old ones are flushed and closed (spans begun on the old provider end on it)."""
+        old_tracing, old_log = self.tracing, self.access_log
+        self.config = config
+        self.tracing = self.access_log = None
+        self._start_exports(config)
+        if old_log is not None:
+            old_log.close()
+        if old_tracing is not None:
+            await old_tracing.shutdown(5.0)
 
     async def flush(self, timeout: float = 5.0) -> bool:
         """Write pending log lines and export ended spans now."""
@@ -215,12 +231,8 @@ class Telemetry:
         except Exception:
             self._fault()
 
-    def attempt_start(self, ex: Exchange) -> Any:
+    def attempt_start(self, ex: Exchange, cluster: Cluster, state: EndpointState) -> Any:
         try:
-            state = ex.endpoint
-            if state is None:
-                return None
-            cluster = ex.cluster
             ctx = ex.span if isinstance(ex.span, RequestContext) else None
             if ctx is not None and cluster.panic and not ctx.panic_seen:
                 ctx.panic_seen = True
@@ -237,7 +249,7 @@ class Telemetry:
             attempt = Attempt(cluster.name, state.id)
             if self.tracing is not None:
                 parent = ctx.span if ctx is not None else None
-                attempt.span = self.tracing.start_client(parent, ex, state)
+                attempt.span = self.tracing.start_client(parent, ex, cluster, state)
             return attempt
         except Exception:
             self._fault()
@@ -254,12 +266,13 @@ class Telemetry:
         except Exception:
             self._fault()
 
-    def event(self, ex: Exchange | None, name: str, attributes: dict[str, Any]) -> None:
+    def event(
+        self, ex: Exchange | None, cluster: str, name: str, attributes: dict[str, Any]
+    ) -> None:
         try:
             ctx = ex.span if ex is not None else _CURRENT.get()
             if ex is not None:
                 m = self.metrics
-                cluster = ex.cluster.name
                 if name == "retry":
                     m.retries[(cluster,)].inc()
                 elif name == "retry_budget_exhausted":
@@ -291,19 +304,24 @@ class Telemetry:
         if attempt.span is not None and self.tracing is not None:
             self.tracing.end_client(attempt.span, status, error)
 
-    def _ejected(self, cluster: str, ejected: Ejected) -> None:
+    def _on_event(self, event: Event) -> None:
         try:
-            self.metrics.ejections[(cluster, str(ejected.id), ejected.reason)].inc()
-            self._decision(
-                _CURRENT.get(),
-                "ejection",
-                {
-                    "pilotfish.cluster": cluster,
-                    "pilotfish.endpoint": str(ejected.id),
-                    "pilotfish.ejection.reason": ejected.reason,
-                    "pilotfish.ejection.times": ejected.times,
-                },
-            )
+            if event.kind == "endpoint_ejected":
+                reason = str(event.attributes.get("reason", ""))
+                endpoint = event.endpoint or ""
+                self.metrics.ejections[(event.cluster or "", endpoint, reason)].inc()
+                self._decision(
+                    _CURRENT.get(),
+                    "ejection",
+                    {
+                        "pilotfish.cluster": event.cluster or "",
+                        "pilotfish.endpoint": endpoint,
+                        "pilotfish.ejection.reason": reason,
+                        "pilotfish.ejection.times": event.attributes.get("times", 0),
+                    },
+                )
+            elif event.kind in ("reload_applied", "reload_refused"):
+                self.reloads.record(event.kind == "reload_applied", event.at)
         except Exception:
             self._fault()
 
@@ -323,7 +341,7 @@ class Telemetry:
             trace_id: str | None = Tracing.trace_id(ctx.span)
         else:
             trace_id = trace_id_of(headers.get("traceparent"))
-        endpoint = ex.endpoint if ex is not None else None
+        last = ex.last if ex is not None else None
         return {
             "time": rfc3339(ctx.wall),
             "listener": listener,
@@ -331,9 +349,9 @@ class Telemetry:
             "path": request.raw_path,
             "status": status,
             "duration_ms": round(elapsed * 1000, 3),
-            "upstream_cluster": ex.cluster.name if ex is not None else None,
-            "upstream_endpoint": endpoint.id if endpoint is not None else None,
-            "attempts": ex.attempts if ex is not None else 0,
+            "upstream_cluster": ex.route.cluster.name if ex is not None else None,
+            "upstream_endpoint": last.state.id if last is not None else None,
+            "attempts": len(ex.attempts) if ex is not None else 0,
             "response_flags": flags,
             "trace_id": trace_id,
             "request_id": ex.request_id if ex is not None else headers.get("x-request-id"),

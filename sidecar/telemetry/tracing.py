@@ -48,7 +48,7 @@ from sidecar.telemetry.span_export import (
 if TYPE_CHECKING:
     from multidict import CIMultiDict
 
-    from sidecar.cluster import EndpointState
+    from sidecar.cluster import Cluster, EndpointState
     from sidecar.listener.request import DownstreamRequest
     from sidecar.pipeline.exchange import Exchange
 
@@ -199,8 +199,8 @@ class Tracing:
                 semconv.server_end_attributes(
                     status=status,
                     error=error,
-                    cluster=ex.cluster.name if ex is not None else None,
-                    attempts=ex.attempts if ex is not None else 0,
+                    cluster=ex.route.cluster.name if ex is not None else None,
+                    attempts=len(ex.attempts) if ex is not None else 0,
                     flags=flags,
                     request_id=ex.request_id if ex is not None else None,
                 )
@@ -211,7 +211,9 @@ class Tracing:
 
     # -- CLIENT spans ----------------------------------------------------------------
 
-    def start_client(self, parent: Span | None, ex: Exchange, state: EndpointState) -> Span | None:
+    def start_client(
+        self, parent: Span | None, ex: Exchange, cluster: Cluster, state: EndpointState
+    ) -> Span | None:
         """The attempt's CLIENT span, and its ``traceparent`` on the request.
 
         Below a SERVER span that does not record, the child would not either (every sampler
@@ -233,10 +235,10 @@ class Tracing:
                     address=endpoint.address,
                     port=endpoint.port,
                     path=ex.path,
-                    attempt=ex.attempts,
-                    cluster=ex.cluster.name,
+                    attempt=len(ex.attempts),
+                    cluster=cluster.name,
                     endpoint=state.id,
-                    balancer=ex.cluster.config.balancer.policy,
+                    balancer=cluster.balancer_policy,
                 )
             )
         # A fresh traceparent per attempt: the next hop's SERVER span is this span's child.

@@ -228,6 +228,12 @@ class H1Transport:
         conn = await pool.connect()
         return H1Response(await _exchange(conn, is_head, upgrade, head, payload, length), pool)
 
+    def retire(self) -> None:
+        """Replaced by another transport: requests in flight finish, nothing is pooled."""
+        self._idle_timeout = 0.0
+        for pool in self._pools.values():
+            pool.retire()
+
     async def close(self) -> None:
         pools = list(self._pools.values())
         self._pools.clear()

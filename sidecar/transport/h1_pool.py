@@ -211,6 +211,14 @@ class EndpointPool:
             conn.in_pool = False
             conn.close()
 
+    def retire(self) -> None:
+        """Pool nothing from now on: idle connections close now, busy ones when done."""
+        self._idle_timeout = 0.0
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._expire_all()
+
     async def close(self) -> None:
         """Close every connection, idle or busy, and wait (briefly) until they are gone."""
         self._closed = True

@@ -34,7 +34,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 from httptools import (
     HttpParserCallbackError,
@@ -46,8 +46,17 @@ from httptools import (
 from sidecar.pipeline.errors import InternalError, ProxyError, UpstreamReset
 
 if TYPE_CHECKING:
-    from sidecar.transport.h1_pool import EndpointPool
     from sidecar.tunnel import Tunnel
+
+
+class PoolHost(Protocol):
+    """What a connection reads of the pool it belongs to (``EndpointPool``)."""
+
+    label: str
+    stream_idle_timeout: float
+
+    def discard(self, conn: H1Connection) -> None: ...
+
 
 log = logging.getLogger("pilotfish.transport")
 
@@ -96,7 +105,7 @@ class H1Connection(asyncio.Protocol):
         "writer",
     )
 
-    def __init__(self, pool: EndpointPool, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, pool: PoolHost, loop: asyncio.AbstractEventLoop) -> None:
         self.pool = pool
         self._loop = loop
         self.transport: asyncio.Transport | None = None

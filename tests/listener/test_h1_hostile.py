@@ -11,10 +11,10 @@ from collections.abc import AsyncIterator
 import pytest
 from multidict import CIMultiDict
 
-from sidecar.listener.request_parser import FEED_SLICE
 from sidecar.listener.h1_server import MAX_FIELD, H1Connection, H1Server
 from sidecar.listener.head_rules import Refusal
 from sidecar.listener.request import DownstreamRequest
+from sidecar.listener.request_parser import FEED_SLICE
 from sidecar.pipeline.errors import ProxyError
 
 

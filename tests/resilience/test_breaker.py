@@ -213,3 +213,19 @@ def test_defaults_follow_the_design():
 def test_invalid_settings_are_rejected(kwargs: dict[str, float]):
     with pytest.raises(ValueError):
         EndpointBreaker(FakeClock(), **kwargs)  # type: ignore[arg-type]
+
+
+def test_every_state_change_is_told_once_in_order():
+    clock = FakeClock()
+    changes: list[tuple[str, str]] = []
+    breaker = make(clock, on_change=lambda old, new: changes.append((old, new)))  # type: ignore[arg-type]
+    trip(breaker)
+    assert changes == [("closed", "open")]
+    clock.advance(30.0)
+    assert breaker.admits()  # looking at it after reset_timeout moves it to half open
+    assert changes[-1] == ("open", "half_open")
+    settle(breaker, Outcome.SUCCESS)
+    assert changes == [("closed", "open"), ("open", "half_open"), ("half_open", "closed")]
+    for _ in range(3):
+        settle(breaker, Outcome.SUCCESS)  # no change, nothing told
+    assert len(changes) == 3

@@ -255,3 +255,22 @@ def test_uneject_ends_an_ejection_early_but_keeps_its_count():
     second = det.record("a", Outcome.HTTP_5XX)
     assert second is not None and second.times == 2  # fails again soon: ejected for longer
     assert second.until == clock.now() + 60.0
+
+
+def test_each_ended_ejection_is_told_once_with_why():
+    clock = FakeClock()
+    returned: list[tuple[str, str]] = []
+    d = OutlierDetector(
+        clock, base_ejection_time=30.0, on_return=lambda i, why: returned.append((i, why))
+    )
+    d.set_members(MEMBERS)
+    assert fail(d, "a") is not None
+    clock.advance(29.9)
+    assert d.is_ejected("a") and returned == []
+    clock.advance(0.1)
+    assert not d.is_ejected("a")  # the return happens when someone looks
+    assert not d.is_ejected("a")
+    assert returned == [("a", "its ejection time is over")]
+    assert fail(d, "b") is not None
+    assert d.uneject("b") and not d.uneject("b")
+    assert returned[-1] == ("b", "a health check passed") and len(returned) == 2

@@ -15,7 +15,7 @@ from aiohttp import web
 from discovery.model import Endpoint
 from resilience.health import HealthTable, Transition
 from sidecar.app import Sidecar
-from sidecar.health_check import HealthChecker
+from sidecar.health_check import HealthChecker, health_checker
 from tests.resilience_it.support import (
     HealthScript,
     admin_clusters,
@@ -476,7 +476,8 @@ async def test_stopping_a_checker_closes_the_connection_of_a_probe_in_flight(lab
     )
     async with asyncio.timeout(2):
         await (await upstream.connection(1)).ended.wait()  # its first round is over
-    checker = HealthChecker(sc.clusters["api"], rng=random.Random(1))
+    checker = health_checker(sc.clusters["api"], rng=random.Random(1))
+    assert checker is not None
     task = asyncio.create_task(checker.run())
     async with asyncio.timeout(2):
         in_flight = await upstream.connection(2)

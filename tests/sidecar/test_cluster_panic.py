@@ -35,7 +35,7 @@ def make_cluster(clock: FakeClock) -> Cluster:
         ],
     }
     config = load_text(yaml.safe_dump(doc), environ={}).upstreams[0]
-    cluster = Cluster(config, transport=None, clock=clock, rng=random.Random(1))  # type: ignore[arg-type]
+    cluster = Cluster.from_config(config, clock=clock, rng=random.Random(1))
     cluster.update(EndpointSet.of(MEMBERS, source="static"))
     return cluster
 

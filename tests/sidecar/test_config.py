@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import random
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from resilience.clock import FakeClock
 from sidecar.config import ConfigError, load_text, redacted
 from sidecar.config.units import parse_duration, parse_size
-from sidecar.pipeline.stack import LAYER_ORDER, build_stack, layers_of
 
 EXAMPLE = """
 service: {name: orders, address: 127.0.0.1, port: 8080}
@@ -306,11 +303,6 @@ def test_configs_are_frozen():
     cfg = load_text(EXAMPLE, environ={})
     with pytest.raises(AttributeError):
         cfg.upstreams[0].retries.attempts = 5  # type: ignore[misc]
-
-
-def test_the_pipeline_order_is_pinned():
-    assert LAYER_ORDER == ("deadline", "retry", "pick", "endpoint", "per_try_timeout", "transport")
-    assert layers_of(build_stack(clock=FakeClock(), rng=random.Random(1))) == list(LAYER_ORDER)
 
 
 def test_check_config_cli_exit_codes(tmp_path: Path):

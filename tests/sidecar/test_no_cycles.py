@@ -16,8 +16,7 @@ from tests.sidecar.recording import RecordingBackend
 
 REQUESTS = {
     "GET": b"GET /x HTTP/1.1\r\nHost: up\r\n\r\n",
-    "buffered POST": b"POST /x HTTP/1.1\r\nHost: up\r\nContent-Length: 1000\r\n\r\n"
-    + b"b" * 1000,
+    "buffered POST": b"POST /x HTTP/1.1\r\nHost: up\r\nContent-Length: 1000\r\n\r\n" + b"b" * 1000,
     "streamed POST": b"POST /x HTTP/1.1\r\nHost: up\r\nContent-Length: 100000\r\n\r\n"
     + b"s" * 100_000,
     "chunked POST": b"POST /x HTTP/1.1\r\nHost: up\r\nTransfer-Encoding: chunked\r\n\r\n"
