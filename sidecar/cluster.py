@@ -379,7 +379,7 @@ class Cluster:
             ejected = self.outlier.record(state.id, outcome)
             if ejected is not None:
                 seconds = ejected.until - self._clock.now()
-                detail = f"{ejected.reason}, for {seconds:g}s (ejection {ejected.times})"
+                detail = f"{ejected.reason}, for {round(seconds, 1):g}s (ejection {ejected.times})"
                 self.events.publish(
                     "endpoint_ejected",
                     cluster=self.name,

@@ -10,6 +10,7 @@ Invariants: routes only read; the page is read from the package once per admin l
 
 from __future__ import annotations
 
+import asyncio
 from importlib import resources
 from time import time
 
@@ -50,7 +51,8 @@ def telemetry_routes(observer: object) -> dict[str, AdminRoute]:
 
 
 def stats_view(telemetry: Telemetry) -> dict[str, object]:
-    """Totals since start: requests per listener by status class, attempts per endpoint."""
+    """Totals since start: requests per listener by status class, attempts per endpoint;
+    and the asyncio tasks alive now."""
     m = telemetry.metrics
     listeners: dict[str, dict[str, object]] = {}
     for name, n in telemetry.listeners_in_flight().items():
@@ -66,4 +68,6 @@ def stats_view(telemetry: Telemetry) -> dict[str, object]:
         entry["attempts"] += int(value)
         if outcome not in _NOT_FAILURES:
             entry["failures"] += int(value)
-    return {"time": time(), "listeners": listeners, "endpoints": endpoints}
+    # The process's own tasks: a number that must stay flat in a long-running sidecar.
+    tasks = len(asyncio.all_tasks())
+    return {"time": time(), "listeners": listeners, "endpoints": endpoints, "tasks": tasks}

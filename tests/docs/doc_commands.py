@@ -205,6 +205,28 @@ LISTED: tuple[Listed, ...] = (
         "ExecStart, ExecStartPost and KillSignal are run as systemd would run them",
     ),
     Listed(
+        r'kill -HUP "?\$\(pidof -s pilotfish\)"?',
+        (
+            Evidence(
+                "tests/sidecar/test_reload_process.py::"
+                "test_sighup_reloads_the_file_and_the_process_stays",
+                "process.proc.send_signal(signal.SIGHUP)",
+            ),
+        ),
+        "the reload test sends SIGHUP to a running `pilotfish run` and waits for version 2",
+    ),
+    Listed(
+        r"curl -X POST http://127\.0\.0\.1:15900/reload",
+        (
+            Evidence(
+                "tests/sidecar/test_reload_process.py::"
+                "test_200_reloads_under_load_lose_nothing_and_leave_nothing_behind",
+                'session.post(f"http://127.0.0.1:{process.admin}/reload")',
+            ),
+        ),
+        "the reload tests POST /reload from 127.0.0.1 to a running `pilotfish run`",
+    ),
+    Listed(
         r"systemd-analyze verify pilotfish\.service",
         (Evidence(f"{DEPLOY_TEST}::test_the_unit_passes_systemd_analyze_verify", '"verify"'),),
         "the deploy test runs it on the page's unit (ExecStart pointing at this checkout)",

@@ -56,13 +56,12 @@ def test_the_unit_passes_systemd_analyze_verify(tmp_path: Path):
     assert (done.returncode, done.stdout + done.stderr) == (0, "")
 
 
-def test_the_unit_stops_with_sigterm_after_the_drain_and_has_no_reload_yet():
+def test_the_unit_stops_with_sigterm_after_the_drain_and_reloads_with_sighup():
     unit = systemd_unit()
     config = load_text(example("consul"), environ={})
     assert unit.one("KillSignal") == "SIGTERM"
     assert parse_duration(unit.one("TimeoutStopSec")) > config.drain_timeout + DEREGISTERING
-    assert "ExecReload" not in unit.service  # Pilotfish has no live reload to call
-    assert "no ExecReload line" in unit.text  # the place for it is marked
+    assert unit.one("ExecReload") == "/bin/kill -HUP $MAINPID"
     assert unit.one("ExecStart") == f"{DOC_BINARY} run --config {DOC_CONFIG}"
     post = shlex.split(unit.one("ExecStartPost"))
     admin = config.listeners.admin

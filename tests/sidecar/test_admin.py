@@ -67,7 +67,11 @@ def is_plain_json_dumps(body: bytes) -> bool:
         ("/ready", TEXT, lambda body: body == b"ready\n"),
         ("/clusters", JSON, lambda body: json.loads(body)["clusters"][0]["name"] == "api"),
         ("/config", JSON, lambda body: json.loads(body)["config"]["upstreams"][0]["name"] == "api"),
-        ("/stats", JSON, lambda body: set(json.loads(body)) == {"time", "listeners", "endpoints"}),
+        (
+            "/stats",
+            JSON,
+            lambda body: set(json.loads(body)) == {"time", "listeners", "endpoints", "tasks"},
+        ),
         ("/", HTML, lambda body: body.lstrip().lower().startswith(b"<!doctype html")),
         ("/metrics", CONTENT_TYPE_LATEST, lambda body: b"# TYPE " in body),
     ],
