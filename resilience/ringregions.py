@@ -192,7 +192,8 @@ def distinct_points(points: array[int], points_table: Table) -> Steps[tuple[arra
         kept += points[done:i]
         done = i + 1
     kept += points[done:]
-    return kept, shifted_table(points_table, array("Q", map(points.__getitem__, later)), -1)
+    shifted = shifted_table(points_table, array("Q", map(points.__getitem__, later)), -1)
+    return kept, (yield from table(kept, shifted))
 
 
 def mended_regions(
