@@ -128,8 +128,12 @@ class Sidecar:
         try:
             async with asyncio.timeout(timeout):
                 await asyncio.gather(*waits)
+                # a large ring is built over many turns of the loop: serve once it is in use
+                await asyncio.gather(*(c.balanced() for c in self.clusters.values()))
         except TimeoutError:
             missing = [n for n, s in self.sources.items() if not s.watch.ready]
+            if not missing:  # only a ring still being built: picks wait for it, not the start
+                return
             log.warning(
                 "no endpoints yet for %s after %.1fs; not ready until they arrive",
                 ", ".join(missing),

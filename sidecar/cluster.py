@@ -7,15 +7,24 @@ rebuilds, so an endpoint that leaves and returns keeps its history. An endpoint 
 breaker admits. Priority groups (DNS SRV priorities) are tried lowest first. When fewer than
 ``panic_threshold`` percent of the endpoints are available the cluster is in panic and
 balances over all of them (Envoy's panic mode).
+
+Balancers are rebuilt on the event loop in slices of at most ``BUILD_SLICE`` (a ring hash
+ring of a large cluster built from scratch, or swept whole, takes many): the change of one
+endpoint fits in the first slice, taken at once. While a build runs, picks go to the
+balancers of the membership before, minus the endpoints that left, which for a ring is
+exactly where the new ring sends their keys (the keys of an endpoint that joined reach it
+once the build is done). Snapshots that arrive meanwhile wait for it, and the latest of
+them is built next.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Callable
 
 from discovery.model import Endpoint, EndpointSet
-from resilience.balancer import Balancer, build_balancer
+from resilience.balancer import Balancer, balancer_steps
 from resilience.breaker import EndpointBreaker
 from resilience.budget import RetryBudget
 from resilience.clock import Clock
@@ -25,6 +34,7 @@ from resilience.limits import ConcurrencyLimit
 from resilience.outcome import Outcome
 from resilience.outlier import Ejected, OutlierDetector
 from resilience.retry import RetryPolicy
+from resilience.ringbuild import Steps
 from sidecar.config.schema import UpstreamConfig
 from sidecar.transport.base import Transport
 
@@ -32,6 +42,9 @@ from sidecar.transport.base import Transport
 # most this often: time alone (an ejection or a breaker's open period ending) only ever makes
 # endpoints available again, and a tenth of a second late is soon enough for that.
 PANIC_RECHECK = 0.1
+# The longest a turn of the event loop spends building balancers before requests run again
+# (and one step of the build more, about a millisecond or two).
+BUILD_SLICE = 0.003
 
 
 class EndpointState:
@@ -72,6 +85,11 @@ class Cluster:
         self.states: dict[str, EndpointState] = {}
         self.member_ids: tuple[str, ...] = ()
         self._groups: list[_Group] = []
+        self._building: Steps[list[_Group]] | None = None
+        self._next: EndpointSet | None = None  # the snapshot to build once this build is done
+        self._members = frozenset[str]()
+        self._built = asyncio.Event()
+        self._built.set()
         self.snapshot: EndpointSet | None = None
         self.panic = False
         self.panic_count = 0
@@ -138,24 +156,70 @@ class Cluster:
             self.outlier.set_members(self.member_ids)
         if self.health is not None:
             self.health.set_members(self.member_ids)
+        self._members = frozenset(self.member_ids)
+        self._next = snapshot
+        if self._building is None:
+            self._build_next()
+
+    async def balanced(self) -> None:
+        """Returns once picks use balancers built for the latest snapshot."""
+        while not self._built.is_set():
+            await self._built.wait()
+
+    def _build_next(self) -> None:
+        snapshot, self._next = self._next, None
+        assert snapshot is not None
+        self._built.clear()
+        self._building = self._balancers(snapshot)
+        self._advance()
+
+    def _advance(self) -> None:
+        """Run the build for one slice, then let the loop run; install what it built."""
+        building = self._building
+        assert building is not None
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None  # nothing else could run meanwhile: build it all now
+        until = self._clock.now() + BUILD_SLICE
+        try:
+            while True:
+                next(building)
+                if loop is not None and self._clock.now() >= until:
+                    loop.call_soon(self._advance)
+                    return
+        except StopIteration as done:
+            self._groups = done.value
+        except Exception:
+            # Picks stay on the balancers built before (the loop or the caller reports it).
+            self._building = self._next = None
+            self._built.set()
+            raise
+        self._building = None
+        if self._next is not None:
+            self._build_next()
+        else:
+            self._built.set()
+
+    def _balancers(self, snapshot: EndpointSet) -> Steps[list[_Group]]:
+        """One balancer per priority group, each built from the one it replaces."""
         by_priority: dict[int, list[Endpoint]] = {}
         for ep in snapshot.endpoints:
             by_priority.setdefault(ep.priority, []).append(ep)
         policy = self.config.balancer.policy
-        self._groups = [
-            _Group(
-                prio,
-                tuple(e.id for e in eps),
-                build_balancer(
-                    policy,
-                    [(e.id, e.weight) for e in eps],
-                    rng=self._rng,
-                    load=self._load,
-                    ring=self._ring,
-                ),
+        before = {group.priority: group.balancer for group in self._groups}
+        groups = []
+        for prio, eps in sorted(by_priority.items()):
+            balancer = yield from balancer_steps(
+                policy,
+                [(e.id, e.weight) for e in eps],
+                rng=self._rng,
+                load=self._load,
+                ring=self._ring,
+                previous=before.get(prio),
             )
-            for prio, eps in sorted(by_priority.items())
-        ]
+            groups.append(_Group(prio, tuple(e.id for e in eps), balancer))
+        return groups
 
     def _new_breaker(self) -> EndpointBreaker | None:
         cfg = self._breaker_cfg
@@ -200,6 +264,9 @@ class Cluster:
             self._set_panic(self._below_panic_threshold())
             self._panic_due = now + PANIC_RECHECK
         usable = self._admitted if self.panic else self.available
+        if self._building is not None:  # the balancers still hold endpoints that left
+            members, admitted = self._members, usable
+            usable = lambda i: i in members and admitted(i)  # noqa: E731
         if tried:
             tried_ids = {s.id for s in tried}
             fresh: Callable[[str], bool] = lambda i: i not in tried_ids and usable(i)  # noqa: E731
