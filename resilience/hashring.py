@@ -283,6 +283,7 @@ class HashRing(Generic[K]):
             slot = names.index(text)
             run = member_run(text, per, slot)
             points = without_member(points, slices, run, slot)
+            yield
             slices = shifted_table(slices, run, -1)
             names[slot] = None
             marks += run
@@ -291,6 +292,7 @@ class HashRing(Generic[K]):
             slot = names.index(None) if None in names else len(names)
             run = member_run(text, per, slot)
             points = with_member(points, slices, run, names, text)
+            yield
             slices = shifted_table(slices, run, 1)
             names[slot : slot + 1] = [text]
             marks += run

@@ -30,12 +30,14 @@ from collections.abc import Generator, Sequence
 from functools import lru_cache
 from hashlib import shake_256
 from itertools import repeat
-from operator import and_, rshift
+from operator import and_, mul, rshift, sub
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 Steps = Generator[None, None, T]
-StepFunction = Sequence[tuple[int, int]]  # (entry, value from that entry on), sorted
+# A step function over a table's entries: the entries where it steps (sorted) and its value
+# from each of them on; 0 before the first.
+StepFunction = tuple[Sequence[int], Sequence[int]]
 
 SLOT_BITS = 20  # up to 1,048,576 members
 SLOT = (1 << SLOT_BITS) - 1
@@ -49,7 +51,7 @@ _LOW_NIBBLE = bytes(byte & 0x0F for byte in range(256))
 _POINTS_PER_SLICE = 2
 # Work per step, each about a millisecond or two: points sorted, table entries found.
 _SORT_STEP = 4096
-_TABLE_STEP = 8192
+_TABLE_STEP = 4096
 
 
 def finish(steps: Steps[T]) -> T:
@@ -278,13 +280,12 @@ def shifted_table(old: Table, run: array[int], sign: int) -> Table:
     """``old`` once the sorted ``run`` is merged in (``sign`` 1) or taken out (-1): every
     entry past a point of the run moves by one."""
     starts, shift = old
-    steps = [(cut + 1, below) for below, cut in enumerate(map(rshift, run, repeat(shift)), 1)]
-    return (moved(starts, steps, []) if sign > 0 else moved(starts, [], steps)), shift
+    steps = [cut + 1 for cut in map(rshift, run, repeat(shift))], range(1, len(run) + 1)
+    return (moved(starts, steps, None) if sign > 0 else moved(starts, None, steps)), shift
 
 
-def moved(starts: array[int], up: StepFunction, down: StepFunction) -> array[int]:
-    """``starts`` with each entry raised by the step function ``up`` and lowered by ``down``
-    (each a sorted list of ``(entry, value from that entry on)``, 0 before the first).
+def moved(starts: array[int], up: StepFunction | None, down: StepFunction | None) -> array[int]:
+    """``starts`` with each entry raised by the step function ``up`` and lowered by ``down``.
 
     The step functions are laid out as integers of words and added to the table read as one
     integer: no entry ends up out of range, so no carry or borrow crosses a word.
@@ -292,13 +293,12 @@ def moved(starts: array[int], up: StepFunction, down: StepFunction) -> array[int
     size = starts.itemsize
     total = int.from_bytes(little(starts), "little")
     for sign, steps in ((1, up), (-1, down)):
-        if not steps:
+        if steps is None or not steps[0]:
             continue
-        pieces = []
-        done, value = 0, 0
-        for at, then in steps:
-            pieces.append(value.to_bytes(size, "little") * (at - done))
-            done, value = at, then
-        pieces.append(value.to_bytes(size, "little") * (len(starts) - done))
-        total += sign * int.from_bytes(b"".join(pieces), "little")
+        entries, values = steps
+        edges = [0, *entries, len(starts)]
+        words = map(int.to_bytes, [0, *values], repeat(size), repeat("little"))
+        total += sign * int.from_bytes(
+            b"".join(map(mul, words, map(sub, edges[1:], edges))), "little"
+        )
     return _words(total.to_bytes(size * len(starts), "little"), starts.typecode)

@@ -244,6 +244,7 @@ def mended_regions(
     pieces.append(old[done:])
     mended = array("Q")
     mended.frombytes(b"".join(pieces))
+    yield
     starts = yield from _mended_starts(regions_table, mended, spliced)
     return mended, (yield from table(mended, (starts, regions_table[1])))
 
@@ -265,18 +266,21 @@ def _mended_starts(
     a search among the segment's new ends."""
     starts, shift = old
     # A slice starts at position (s << shift) >> SLOT_BITS; its entry counts the ends below.
-    up: list[tuple[int, int]] = []
-    down: list[tuple[int, int]] = []
+    up: tuple[list[int], list[int]] = ([], [])
+    down: tuple[list[int], list[int]] = ([], [])
     came = went = 0
     for _, last, _, before, after in spliced:
         entry = ((last << SLOT_BITS) >> shift) + 1  # the first slice starting past the segment
         if after > before:
             came += after - before
-            up.append((entry, came))
+            up[0].append(entry)
+            up[1].append(came)
         elif after < before:
             went += before - after
-            down.append((entry, went))
+            down[0].append(entry)
+            down[1].append(went)
     starts = moved(starts, up, down)
+    yield
     found = 0
     for first, last, at, _, after in spliced:
         entry = -(-(first << SLOT_BITS) >> shift)  # the first slice starting in the segment
