@@ -91,16 +91,16 @@ async def test_a_large_first_ring_is_built_over_many_turns_of_the_loop() -> None
     assert picked(cluster) == {key: ring.primary(key) for key in KEYS}
 
 
-async def test_a_change_of_one_endpoint_takes_effect_at_once() -> None:
+async def test_a_change_of_one_endpoint_is_in_use_after_a_turn_of_the_loop() -> None:
     clock = TickingClock()
     cluster = make_cluster(clock)
     cluster.update(snapshot(HOSTS[:20]))
     await cluster.balanced()
     for members in (HOSTS[:21], HOSTS[1:21]):  # a join, then a leave
         cluster.update(snapshot(members))
+        await asyncio.sleep(0)
         ring = ring_of(members)
         assert picked(cluster) == {key: ring.primary(key) for key in KEYS}
-        await cluster.balanced()  # already done
 
 
 async def test_while_a_build_runs_keys_of_endpoints_that_left_go_where_the_new_ring_sends() -> None:
