@@ -1,10 +1,10 @@
 """Hash ring costs: ``python -m bench.ring [--against REV] [--sizes 7,20,50,200]``.
 
 Per cluster size, equal weights and three patterns of unequal ones: the CPU a ring built
-from scratch takes, and that of the change of one endpoint (join, leave, weight) from the
-ring before; the longest step of each build; and the longest the event loop is blocked
-when a ``Cluster`` adopts the change from a discovery callback (a task that only yields
-records the gaps between its turns). Lookup: ``pick`` for keys whose endpoint is eligible,
+from scratch takes, and that of the change of one endpoint (join, leave, weight one more or
+one less) from the ring before; the longest step of each build (in brackets); and the
+longest the event loop is blocked when a ``Cluster`` adopts the change from a discovery
+callback (a task that only yields records the gaps between its turns). Lookup: ``pick`` for keys whose endpoint is eligible,
 and the fallback for keys whose endpoint is not, in microseconds per key; with
 ``--against`` the ring of that git revision is measured in the same run, the two
 interleaved round by round so that a shared machine's drift falls on both. Memory: the
@@ -60,12 +60,14 @@ def changes(count: int, weight: Callable[[int], int]) -> list[tuple[str, Members
     names = hosts(count + 1)
     full = [(name, weight(i)) for i, name in enumerate(names)]
     before = full[:count]
-    changed = [(n, w + 1 if i == 1 else w) for i, (n, w) in enumerate(before)]
-    return [
+    heavier = [(n, w + 1 if i == 1 else w) for i, (n, w) in enumerate(before)]
+    lighter = [(n, max(1, w - 1) if i == 1 else w) for i, (n, w) in enumerate(before)]
+    found = [
         ("join", before, full),
         ("leave", before, before[1:]),
-        ("weight", before, changed),
+        ("heavier", before, heavier),
     ]
+    return [*found, ("lighter", before, lighter)] if lighter != before else found
 
 
 def steps_of(members: Members, previous: HashRing[str] | None) -> tuple[float, float]:
@@ -219,9 +221,9 @@ def main(argv: list[str] | None = None) -> None:
     settle_garbage_collector()  # as ``pilotfish run`` does once started
     print(
         "| endpoints | weights | from scratch: CPU (longest step) | join | leave "
-        "| weight change | loop blocked at most (turns) |"
+        "| one weight +1 | one weight -1 | loop blocked at most (turns) |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for count in sizes:
         for pattern, weight in PATTERNS.items():
             if pattern != "equal" and count < 7:
@@ -236,11 +238,13 @@ def main(argv: list[str] | None = None) -> None:
                 runner = uvloop.run if uvloop is not None else asyncio.run
                 gap, spanned = runner(blocked(before, after, max(1, args.rounds // 2)))
                 worst, turns = max(worst, gap), max(turns, spanned)
+            shown = [f"{c[0] * 1e3:.1f} ms ({c[1] * 1e3:.1f})" for c in cells]
             row = [
                 str(count),
                 pattern,
                 f"{scratch[0] * 1e3:.1f} ms ({scratch[1] * 1e3:.1f})",
-                *(f"{c[0] * 1e3:.1f} ms ({c[1] * 1e3:.1f})" for c in cells),
+                *shown,
+                *(["n/a"] if len(shown) == 3 else []),
                 f"{worst * 1e3:.1f} ms ({turns})",
             ]
             print("| " + " | ".join(row) + " |")
