@@ -4,11 +4,12 @@ Per cluster size, equal weights and three patterns of unequal ones: the CPU a ri
 from scratch takes, and that of the change of one endpoint (join, leave, weight one more or
 one less) from the ring before; the longest step of each build (in brackets); and the
 longest the event loop is blocked when a ``Cluster`` adopts the change from a discovery
-callback (a task that only yields records the gaps between its turns). Lookup: ``pick`` for keys whose endpoint is eligible,
-and the fallback for keys whose endpoint is not, in microseconds per key; with
-``--against`` the ring of that git revision is measured in the same run, the two
-interleaved round by round so that a shared machine's drift falls on both. Memory: the
-ring's arrays, and the peak of the allocations while building (tracemalloc).
+callback (a task that only yields records the gaps between its turns). Lookup: ``pick``
+for keys whose endpoint is eligible, and the fallback for keys whose endpoint is not, in
+microseconds per key; with ``--against`` the ring of that git revision is measured in the
+same run, the two interleaved round by round so that a shared machine's drift falls on
+both. Memory: the ring's arrays, and the peak of the allocations while building
+(tracemalloc).
 
 Invariants: nothing but this process, its garbage collector settled as ``pilotfish run``
 settles it; every figure is the best (CPU, lookup) or the worst (loop blocking) of a few
