@@ -248,7 +248,7 @@ def table(values: array[int], near: Table | None = None) -> Steps[Table]:
         near = array(code, [0, len(values)]), PACKED_BITS
     starts, shift = near
     have = PACKED_BITS - shift
-    if have >= bits:
+    if have > bits:
         return starts[:: 1 << (have - bits)], PACKED_BITS - bits
     for level in range(have, bits):
         shift = PACKED_BITS - level - 1
