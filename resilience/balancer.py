@@ -15,7 +15,9 @@ Invariants:
 * Randomness comes only from the injected ``random.Random``; no policy reads a clock.
 * A balancer is built for one membership; rebuild it when membership changes. Policy state
   (cursor, smooth weights) does not carry over, which is harmless because each restarts
-  from a fair position.
+  from a fair position. The ring of ``ring_hash`` is the exception: built from the previous
+  balancer's ring it costs what the change costs, and ``balancer_steps`` builds it in
+  bounded steps for a caller that must not wait for all of it at once.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from itertools import accumulate
 from typing import Generic, Protocol, TypeVar
 
 from resilience.hashring import HashRing, RingOptions
+from resilience.ringbuild import Steps, finish
 
 K = TypeVar("K", bound=Hashable)
 
@@ -213,11 +216,9 @@ class RingHash(Generic[K]):
     name = "ring_hash"
     __slots__ = ("_without_key", "ring")
 
-    def __init__(
-        self, members: Sequence[tuple[K, int]], rng: random.Random, options: RingOptions
-    ) -> None:
-        self.ring: HashRing[K] = HashRing(members, options)
-        self._without_key = RoundRobin([member for member, _ in members], rng)
+    def __init__(self, ring: HashRing[K], members: Sequence[K], rng: random.Random) -> None:
+        self.ring = ring
+        self._without_key = RoundRobin(members, rng)
 
     def primary(self, hash_key: str) -> K | None:
         """The member ``hash_key`` maps to, ignoring eligibility; None only with no members."""
@@ -245,13 +246,30 @@ def build_balancer(
     rng: random.Random,
     load: Callable[[K], int] | None = None,
     ring: RingOptions | None = None,
+    previous: Balancer[K] | None = None,
 ) -> Balancer[K]:
     """The balancer for ``policy`` over ``(key, weight >= 1)`` pairs given in a stable order.
 
     ``load`` (in-flight requests per member) is required by ``least_request``; ``ring``
-    sizes the ``ring_hash`` ring (Envoy's defaults when None). Raises ValueError for an
-    unknown policy, a weight below 1, a repeated key or a missing ``load``.
+    sizes the ``ring_hash`` ring (Envoy's defaults when None), which is edited from the
+    ring of ``previous`` (the balancer this one replaces) when it has one. Raises ValueError
+    for an unknown policy, a weight below 1, a repeated key or a missing ``load``.
     """
+    return finish(balancer_steps(policy, members, rng=rng, load=load, ring=ring, previous=previous))
+
+
+def balancer_steps(
+    policy: str,
+    members: Sequence[tuple[K, int]],
+    *,
+    rng: random.Random,
+    load: Callable[[K], int] | None = None,
+    ring: RingOptions | None = None,
+    previous: Balancer[K] | None = None,
+) -> Steps[Balancer[K]]:
+    """``build_balancer`` in bounded steps (see ``HashRing.building``): the balancer is the
+    generator's return value; only ``ring_hash`` takes more than one step, and bad input
+    raises at the first."""
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}; expected one of: {', '.join(POLICIES)}")
     seen: set[K] = set()
@@ -271,4 +289,6 @@ def build_balancer(
         if load is None:
             raise ValueError("policy 'least_request' needs load (in-flight requests per member)")
         return LeastRequest(members, rng, load)
-    return RingHash(members, rng, ring or RingOptions())
+    base = previous.ring if isinstance(previous, RingHash) else None
+    built = yield from HashRing.building(members, ring, previous=base)
+    return RingHash(built, [member for member, _ in members], rng)

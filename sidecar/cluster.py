@@ -9,15 +9,24 @@ breaker admits. Priority groups (DNS SRV priorities) are tried lowest first. Whe
 balances over all of them (Envoy's panic mode). Every change of that state is published as
 an event on the cluster's ``EventBus``: endpoints added and removed, ejected and back,
 breakers opened, half open and closed, panic entered and left.
+
+Balancers are rebuilt on the event loop in slices of about ``BUILD_SLICE``, the first one
+taken at once (a ring hash ring of 200 endpoints takes a slice or two for the change of one
+endpoint, a hundred or more when built from scratch or swept whole). While a build runs,
+picks go to the balancers of the membership before, minus the endpoints that left, which
+for a ring is exactly where the new ring sends their keys (the keys of an endpoint that
+joined reach it once the build is done). Snapshots that arrive meanwhile wait for it, and
+the latest of them is built next.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Callable, Hashable
 
 from discovery.model import Endpoint, EndpointSet
-from resilience.balancer import Balancer, build_balancer
+from resilience.balancer import Balancer, balancer_steps
 from resilience.breaker import EndpointBreaker
 from resilience.budget import RetryBudget
 from resilience.clock import Clock
@@ -26,6 +35,7 @@ from resilience.health import HealthTable
 from resilience.limits import ConcurrencyLimit
 from resilience.outcome import Outcome
 from resilience.outlier import Ejected, OutlierDetector
+from resilience.ringbuild import Steps
 from sidecar.config.policies import (
     BalancerConfig,
     EndpointBreakerConfig,
@@ -40,6 +50,9 @@ from sidecar.events import EventBus, quiet_bus
 # most this often: time alone (an ejection or a breaker's open period ending) only ever makes
 # endpoints available again, and a tenth of a second late is soon enough for that.
 PANIC_RECHECK = 0.1
+# How long a turn of the event loop builds balancers before requests run again; the step
+# under way when it ends is finished first (up to about 3 ms more for 200 endpoints).
+BUILD_SLICE = 0.002
 
 
 class EndpointState:
@@ -90,6 +103,11 @@ class Cluster:
         self.states: dict[str, EndpointState] = {}
         self.member_ids: tuple[str, ...] = ()
         self._groups: list[_Group] = []
+        self._building: Steps[list[_Group]] | None = None
+        self._next: EndpointSet | None = None  # the snapshot to build once this build is done
+        self._members = frozenset[str]()
+        self._built = asyncio.Event()
+        self._built.set()
         self.snapshot: EndpointSet | None = None
         self.panic = False
         self.panic_count = 0
@@ -195,7 +213,7 @@ class Cluster:
         self._policy = balancer.policy
         self._ring = RingOptions(min_ring_size=ring.min_ring_size, max_ring_size=ring.max_ring_size)
         if self.snapshot is not None:
-            self._build_groups(self.snapshot)
+            self._rebuild(self.snapshot)
 
     # -- snapshots ---------------------------------------------------------------------
 
@@ -216,36 +234,82 @@ class Cluster:
             self.outlier.set_members(self.member_ids)
         if self.health is not None:
             self.health.set_members(self.member_ids)
-        self._build_groups(snapshot)
-        after = set(self.member_ids)
+        self._members = frozenset(self.member_ids)
+        self._rebuild(snapshot)
         if first:
             listed = ", ".join(self.member_ids) or "none"
             self.events.publish("cluster_ready", cluster=self.name, detail=listed)
             return
+        after = set(self.member_ids)
         for endpoint_id in sorted(after - before):
             self.events.publish("endpoint_added", cluster=self.name, endpoint=endpoint_id)
         for endpoint_id in sorted(before - after):
             self.events.publish("endpoint_removed", cluster=self.name, endpoint=endpoint_id)
 
-    def _build_groups(self, snapshot: EndpointSet) -> None:
+    def _rebuild(self, snapshot: EndpointSet) -> None:
+        self._next = snapshot
+        if self._building is None:
+            self._build_next()
+
+    async def balanced(self) -> None:
+        """Returns once picks use balancers built for the latest snapshot."""
+        while not self._built.is_set():
+            await self._built.wait()
+
+    def _build_next(self) -> None:
+        snapshot, self._next = self._next, None
+        assert snapshot is not None
+        self._built.clear()
+        self._building = self._balancers(snapshot)
+        self._advance()
+
+    def _advance(self) -> None:
+        """Run the build for one slice, then let the loop run; install what it built."""
+        building = self._building
+        assert building is not None
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None  # nothing else could run meanwhile: build it all now
+        until = self._clock.now() + BUILD_SLICE
+        try:
+            while True:
+                next(building)
+                if loop is not None and self._clock.now() >= until:
+                    loop.call_soon(self._advance)
+                    return
+        except StopIteration as done:
+            self._groups = done.value
+        except Exception:
+            # Picks stay on the balancers built before (the loop or the caller reports it).
+            self._building = self._next = None
+            self._built.set()
+            raise
+        self._building = None
+        if self._next is not None:
+            self._build_next()
+        else:
+            self._built.set()
+
+    def _balancers(self, snapshot: EndpointSet) -> Steps[list[_Group]]:
+        """One balancer per priority group, each built from the one it replaces."""
         by_priority: dict[int, list[Endpoint]] = {}
         for ep in snapshot.endpoints:
             by_priority.setdefault(ep.priority, []).append(ep)
         policy = self._policy
-        self._groups = [
-            _Group(
-                prio,
-                tuple(e.id for e in eps),
-                build_balancer(
-                    policy,
-                    [(e.id, e.weight) for e in eps],
-                    rng=self._rng,
-                    load=self._load,
-                    ring=self._ring,
-                ),
+        before = {group.priority: group.balancer for group in self._groups}
+        groups = []
+        for prio, eps in sorted(by_priority.items()):
+            balancer = yield from balancer_steps(
+                policy,
+                [(e.id, e.weight) for e in eps],
+                rng=self._rng,
+                load=self._load,
+                ring=self._ring,
+                previous=before.get(prio),
             )
-            for prio, eps in sorted(by_priority.items())
-        ]
+            groups.append(_Group(prio, tuple(e.id for e in eps), balancer))
+        return groups
 
     def _new_breaker(self, endpoint_id: str) -> EndpointBreaker | None:
         cfg = self._breaker_cfg
@@ -306,6 +370,9 @@ class Cluster:
             self._set_panic(self._below_panic_threshold())
             self._panic_due = now + PANIC_RECHECK
         usable = self._admitted if self.panic else self.available
+        if self._building is not None:  # the balancers still hold endpoints that left
+            members, admitted = self._members, usable
+            usable = lambda i: i in members and admitted(i)  # noqa: E731
         if tried:
             tried_ids = {s.id for s in tried}
             fresh: Callable[[str], bool] = lambda i: i not in tried_ids and usable(i)  # noqa: E731

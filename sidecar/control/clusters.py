@@ -238,13 +238,14 @@ class ClusterManager:
     async def wait_ready(self, names: Iterable[str], timeout: float) -> list[str]:
         """Wait (up to ``timeout``) for the first snapshot of each named upstream; the
         names still without one."""
-        watches = {n: self.running[n].source.watch for n in names if n in self.running}
-        waits = [w.wait_ready() for w in watches.values() if not w.ready]
-        if waits:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout):
-                    await asyncio.gather(*waits)
-        return [n for n, w in watches.items() if not w.ready]
+        running = [self.running[n] for n in names if n in self.running]
+        waits = [r.source.watch.wait_ready() for r in running if not r.source.watch.ready]
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await asyncio.gather(*waits)
+                # A large ring is built over many turns of the loop: route to it once in use.
+                await asyncio.gather(*(r.cluster.balanced() for r in running))
+        return [r.cluster.name for r in running if not r.source.watch.ready]
 
     def retire(self, names: Iterable[str], drain_timeout: float) -> None:
         """Drain and close the named upstreams in the background (they are unrouted)."""

@@ -26,11 +26,11 @@ from resilience.hashring import (
     HashRing,
     RingOptions,
     key_position,
-    member_points,
     node_name,
     points_per_endpoint,
-    weighted_regions,
 )
+from resilience.ringbuild import member_points
+from resilience.ringregions import weighted_regions
 
 KEYS = [f"user-{i}" for i in range(20_000)]
 SPAN = 1 << 32
