@@ -29,14 +29,13 @@ import logging
 import random
 from collections.abc import Callable
 
-from multidict import CIMultiDict
-
 from discovery.model import Endpoint
 from resilience.health import Transition, jittered_interval
 from sidecar.cluster import Cluster
 from sidecar.config.policies import HealthCheckConfig
 from sidecar.pipeline.errors import ProxyError
 from sidecar.transport.h1_client import H1Response, H1Transport
+from sidecar.transport.request_head import RequestHead
 
 log = logging.getLogger("pilotfish.health")
 
@@ -68,7 +67,7 @@ class HealthChecker:
         self._uneject = uneject
         # Nothing is pooled (idle_timeout 0) and the probe's own timeout bounds the connect.
         self._transport = H1Transport(connect_timeout=0, idle_timeout=0)
-        self._headers = _probe_headers(config)
+        self._head = _probe_head(config)
         self.on_transition: list[TransitionCallback] = []
         self.rounds = 0
         self.probes = 0
@@ -142,8 +141,8 @@ class HealthChecker:
 
     async def _probe_http(self, endpoint: Endpoint) -> bool:
         http = self.config.http
-        assert http is not None
-        response = await self._transport.send(endpoint, "GET", http.path, self._headers, None)
+        assert http is not None and self._head is not None
+        response = await self._transport.send(endpoint, self._head, None)
         try:
             if not any(lo <= response.status <= hi for lo, hi in http.expected_statuses):
                 return False
@@ -160,14 +159,15 @@ class HealthChecker:
         return True
 
 
-def _probe_headers(config: HealthCheckConfig) -> CIMultiDict[str]:
-    headers: CIMultiDict[str] = CIMultiDict()
-    if config.http is not None and config.http.host:
-        headers["Host"] = config.http.host  # without it the transport sends the endpoint's id
-    headers["User-Agent"] = USER_AGENT
-    headers["Accept"] = "*/*"
-    headers["Connection"] = "close"
-    return headers
+def _probe_head(config: HealthCheckConfig) -> RequestHead | None:
+    """The probe's request, built once; ``None`` for a TCP check."""
+    if config.http is None:
+        return None
+    headers: list[tuple[str, str]] = []
+    if config.http.host:
+        headers.append(("Host", config.http.host))  # else the transport names the endpoint
+    headers += [("User-Agent", USER_AGENT), ("Accept", "*/*"), ("Connection", "close")]
+    return RequestHead.of("GET", config.http.path, headers)
 
 
 async def _drop_body(response: H1Response) -> None:

@@ -24,16 +24,19 @@ from sidecar.pipeline.errors import (
     UpstreamReset,
 )
 from sidecar.pipeline.exchange import Exchange
-from sidecar.pipeline.headers import forward_fields, forwardable
+from sidecar.pipeline.headers import forward_fields, request_fields
 from sidecar.pipeline.request_body import request_body
 from sidecar.routing import Route, Routing
 from sidecar.telemetry.observer import NULL_OBSERVER, Observer
 from sidecar.transport.base import UpstreamResponse
+from sidecar.transport.request_head import RequestHead
 
 SMALL_BODY = 64 * 1024  # answers up to this size are read whole and written in one go
 _NO_BODY_STATUSES = frozenset((204, 304))
 # Request ids need to be unique, not secret: a PRNG seeded from the OS, no syscall each.
 _request_ids = random.Random()
+_NOTHING: frozenset[bytes] = frozenset()
+_EMPTY_ID = frozenset((b"x-request-id",))  # an empty id given is replaced, not repeated
 
 
 class ProxyHandler:
@@ -52,6 +55,7 @@ class ProxyHandler:
         self.routing = routing
         self.observer = observer
         self.scheme = scheme
+        self.proto_field = b"X-Forwarded-Proto: %s\r\n" % scheme.encode("ascii")
         self.report_attempts = report_attempts
 
     async def __call__(self, request: DownstreamRequest, out: H1Connection) -> None:
@@ -115,43 +119,52 @@ class ProxyHandler:
     async def _exchange(
         self, request: DownstreamRequest, route: Route, ctx: object, holder: list[Exchange]
     ) -> Exchange:
-        headers = forwardable(request.headers, route.request_rules)
-        if request.upgrade == "websocket":  # hop-by-hop, yet this hop must ask for it again
-            headers["Connection"] = "Upgrade"
-            headers["Upgrade"] = request.headers["Upgrade"]
-        client_ip = request.client_ip
-        prior = headers.get("X-Forwarded-For")
-        headers["X-Forwarded-For"] = f"{prior}, {client_ip}" if prior else client_ip
-        headers.setdefault("X-Forwarded-Proto", self.scheme)
-        host = request.headers.get("Host")
-        if host:
-            headers.setdefault("X-Forwarded-Host", host)
-        request_id = headers.get("x-request-id")
-        if not request_id:
+        fields = request.fields
+        given_id = fields.noted.get(b"x-request-id")
+        if given_id:
+            request_id = given_id.decode("latin-1")
+            fresh_id: bytes | None = None
+            withhold = _NOTHING
+        else:
             request_id = f"{_request_ids.getrandbits(128):032x}"
-            headers["x-request-id"] = request_id
-        if route.rewrite_host:
-            headers["Host"] = route.rewrite_host
+            fresh_id = request_id.encode()
+            withhold = _EMPTY_ID if given_id is not None else _NOTHING
+        host = request.host
+        host_bytes = host.encode("utf-8", "surrogateescape") if host is not None else None
+        sent_host = route.rewrite_host or host_bytes
+        websocket = request.upgrade == "websocket"
+        client_ip = request.client_ip
+        block = request_fields(
+            fields,
+            route.request_rules,
+            host=sent_host,
+            forwarded_host=host_bytes,
+            forwarded_for=client_ip.encode("latin-1"),
+            proto_field=self.proto_field,
+            request_id=fresh_id,
+            upgrade=fields.noted.get(b"upgrade") if websocket else None,
+            withhold=withhold,
+        )
         path = request.raw_path
-        if route.strip_prefix and (
-            path == route.strip_prefix
-            or path.startswith(route.strip_prefix + "/")
-            or path.startswith(route.strip_prefix + "?")
+        strip = route.strip_prefix
+        if strip and (
+            path == strip or path.startswith(strip + "/") or path.startswith(strip + "?")
         ):
-            path = path[len(route.strip_prefix) :]
+            path = path[len(strip) :]
             if not path.startswith("/"):
                 path = "/" + path
-        ex = Exchange(
+        head = RequestHead(
             request.method,
             path,
-            headers,
-            None,
-            True,
-            client_ip,
-            request_id,
-            route,
-            ctx,
+            block,
+            has_host=sent_host is not None,
+            length=request.content_length,
+            upgrade=websocket,
         )
+        ex = Exchange(head, None, True, client_ip, request_id, route, ctx)
+        traceparent = fields.noted.get(b"traceparent")
+        if traceparent is not None:  # as it came, unless the observer's tracing decides
+            ex.trace_fields = b"traceparent: %s\r\n" % traceparent
         holder.append(ex)
         if request.body_exists:
             # Buffered whole before anything goes upstream, or streamed (see request_body);

@@ -50,7 +50,8 @@ class Route:
         self.response_rules = HeaderRules(
             config.response_headers.add, config.response_headers.remove
         )
-        self.rewrite_host = config.rewrite.host
+        host = config.rewrite.host
+        self.rewrite_host = host.encode("utf-8", "surrogateescape") if host else None
         self.strip_prefix = (config.rewrite.strip_prefix or "").rstrip("/") or None
         self.key_of: KeyOf | None = key_function(config.balancer.hash_on)
         self.max_replay = config.retries.max_replay_bytes if config.retries.attempts else 0
@@ -67,7 +68,7 @@ def by_host(routes: Mapping[str, Route]) -> Router:
     """Egress routing: only configured upstreams are reachable, by their Host name."""
 
     def route(request: DownstreamRequest) -> Route:
-        host = (request.headers.get("Host") or "").lower()
+        host = (request.host or "").lower()
         name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
         found = routes.get(name) or routes.get(host)
         if found is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -58,6 +59,28 @@ def between(low: float, high: float) -> Callable[[Any], str | None]:
 
 def positive(v: Any) -> str | None:
     return None if v is None or v > 0 else f"must be > 0, got {v!r}"
+
+
+_PATH_UNSAFE = re.compile(r"[\x00-\x20\x7f#]")
+_AUTHORITY_UNSAFE = re.compile(r"[\x00-\x20\x7f/\\?#@]")
+
+
+def origin_path(v: Any) -> str | None:
+    """A request target in origin form (RFC 9112 §3.2.1): sent as it is, so checked here."""
+    if v is None:
+        return None
+    if not v.startswith("/") or _PATH_UNSAFE.search(v):
+        return f"must be a path starting with / without spaces or control characters, got {v!r}"
+    return None
+
+
+def authority(v: Any) -> str | None:
+    """A Host field's value: host[:port], nothing a request line or field could break on."""
+    if v is None:
+        return None
+    if not v or _AUTHORITY_UNSAFE.search(v):
+        return f"must be a host or host:port, got {v!r}"
+    return None
 
 
 def non_empty(v: Any) -> str | None:

@@ -11,7 +11,16 @@ from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from resilience.balancer import POLICIES
-from sidecar.config.build import Duration, Size, at_least, between, field, positive
+from sidecar.config.build import (
+    Duration,
+    Size,
+    at_least,
+    authority,
+    between,
+    field,
+    origin_path,
+    positive,
+)
 
 RETRY_ON = ("5xx", "connect-failure", "gateway-error", "reset", "retriable-status-codes", "timeout")
 HASH_SOURCES = ("cookie", "header", "path", "query", "source_ip")
@@ -182,9 +191,9 @@ def _statuses(value: object) -> tuple[tuple[int, int], ...]:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HttpProbeConfig:
-    path: str = field("/health")
+    path: str = field("/health", check=origin_path)
     expected_statuses: tuple[tuple[int, int], ...] = field(((200, 399),), parse=_statuses)
-    host: str | None = field(None)
+    host: str | None = field(None, check=authority)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -18,9 +18,11 @@ from sidecar.config.build import (
     Duration,
     Nested,
     at_least,
+    authority,
     between,
     field,
     non_empty,
+    origin_path,
     positive,
 )
 from sidecar.config.policies import (
@@ -261,8 +263,8 @@ class HeaderRules:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RewriteConfig:
-    host: str | None = field(None)
-    strip_prefix: str | None = field(None)
+    host: str | None = field(None, check=authority)
+    strip_prefix: str | None = field(None, check=origin_path)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-from multidict import CIMultiDict
+from sidecar.listener.fields import RequestFields
 
 
 class Refusal(NamedTuple):
@@ -37,6 +37,7 @@ class Refusal(NamedTuple):
 # Anything that cannot appear in an authority (RFC 3986 §3.2): blanks, controls, the
 # path/query/fragment/userinfo delimiters and the backslash some parsers treat as "/".
 _BAD_HOST = re.compile(r"[\x00-\x20\x7f/\\?#@]")
+_BAD_HOST_BYTES = re.compile(rb"[\x00-\x20\x7f/\\?#@]")
 _CODINGS = re.compile(rb"(?im)^transfer-encoding:[ \t]*([^\r\n]*)")
 
 MISSING_HOST = Refusal(400, "an HTTP/1.1 request needs a Host field")
@@ -57,21 +58,22 @@ def version_refusal(version: str) -> Refusal | None:
     return Refusal(505, f"HTTP/{version} is not served here", "http_version_not_supported")
 
 
-def check_head(version: str, headers: CIMultiDict[str]) -> Refusal | None:
+def check_head(version: str, fields: RequestFields) -> Refusal | None:
     """The rules of this module's docstring that need only the parsed head."""
-    hosts = headers.getall("Host", ())
-    if len(hosts) != 1:
-        if hosts:
-            return MANY_HOSTS
+    host = fields.first(b"host")
+    repeated = fields.repeated
+    if host is None:
         if version == "1.1":
             return MISSING_HOST
-    elif _BAD_HOST.search(hosts[0]):
+    elif b"host" in repeated:
+        return MANY_HOSTS
+    elif _BAD_HOST_BYTES.search(host):
         return BAD_HOST
-    codings = headers.getall("Transfer-Encoding", ())
-    if codings:
+    coding = fields.first(b"transfer-encoding")
+    if coding is not None:
         if version != "1.1":
             return TE_IN_HTTP10
-        if len(codings) > 1 or "," in codings[0]:
+        if b"transfer-encoding" in repeated or b"," in coding:
             # llhttp checked that the final coding is chunked; any other is not ours.
             return UNKNOWN_CODING
     return None

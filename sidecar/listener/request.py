@@ -2,7 +2,8 @@
 
 It offers the small part of aiohttp's request interface the pipeline uses (``method``,
 ``raw_path``, ``headers``, ``version``, ``transport``, ``content``), so the handler and the
-telemetry code do not care which server parsed the request.
+telemetry code do not care which server parsed the request. The header fields stay bytes
+(``fields``); ``headers``, a decoded mapping of them, is built only when asked for.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from multidict import CIMultiDictProxy, MultiDict, MultiDictProxy
 from yarl import URL
 
 from sidecar.listener.body import BodyStream
+from sidecar.listener.fields import RequestFields
 
 
 class HttpVersion(NamedTuple):
@@ -30,8 +32,9 @@ class DownstreamRequest:
         "client_ip",
         "content",
         "content_length",
+        "fields",
         "has_body",
-        "headers",
+        "host",
         "keep_alive",
         "method",
         "raw_path",
@@ -44,7 +47,7 @@ class DownstreamRequest:
         self,
         method: str,
         raw_path: str,
-        headers: CIMultiDictProxy[str],
+        fields: RequestFields,
         version: HttpVersion,
         transport: asyncio.Transport | None,
         content: BodyStream,
@@ -53,10 +56,11 @@ class DownstreamRequest:
         keep_alive: bool,
         client_ip: str = "",
         upgrade: str | None = None,
+        host: str | None = None,
     ) -> None:
         self.method = method
         self.raw_path = raw_path
-        self.headers = headers
+        self.fields = fields
         self.version = version
         self.transport = transport
         self.content = content
@@ -67,6 +71,14 @@ class DownstreamRequest:
         # An upgrade the client asked for: "websocket", "connect", or "ignored" (any
         # other protocol, served as HTTP/1.1); None when it asked for none.
         self.upgrade = upgrade
+        # Where the request is addressed: the absolute-form target's authority, else the
+        # Host field; None when the request names none (HTTP/1.0).
+        self.host = host
+
+    @property
+    def headers(self) -> CIMultiDictProxy[str]:
+        """Every header field as received, decoded (built on first use)."""
+        return self.fields.headers(self.host)
 
     @property
     def body_exists(self) -> bool:

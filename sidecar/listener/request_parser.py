@@ -25,9 +25,9 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Protocol
 
 import httptools
-from multidict import CIMultiDict, CIMultiDictProxy
 
 from sidecar.listener.body import EMPTY_BODY, BodyStream
+from sidecar.listener.fields import RequestFields
 from sidecar.listener.head_rules import (
     Refusal,
     check_head,
@@ -101,7 +101,7 @@ class RequestParsing:
     _url_tail: bytes
     _url_chunk: bytes | None
     _chunk: bytes | None
-    _headers: list[tuple[bytes, bytes]]
+    _headers: RequestFields
     _header_bytes: int
     _line: int
     _in_head: bool
@@ -229,7 +229,7 @@ class RequestParsing:
 
     def on_message_begin(self) -> None:
         self._url = b""
-        self._headers = []
+        self._headers = RequestFields()
         self._header_bytes = 0
         self._line = 0
         self._in_head = self._began = True
@@ -248,7 +248,7 @@ class RequestParsing:
         self._header_bytes += size + 4
         if size > MAX_FIELD or len(self._headers) >= MAX_HEADERS or self._header_bytes > MAX_HEAD:
             raise _Refused(Refusal(431, "request header fields too large"))
-        self._headers.append((name, value))
+        self._headers.add(name, value)
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -258,14 +258,9 @@ class RequestParsing:
         parser = self.parser
         given = parser.get_http_version()
         refusal = version_refusal(given)
-        headers: CIMultiDict[str] = CIMultiDict(
-            [
-                (name.decode("latin-1"), value.decode("utf-8", "surrogateescape"))
-                for name, value in self._headers
-            ]
-        )
+        fields = self._headers
         if refusal is None:
-            refusal = check_head(given, headers)
+            refusal = check_head(given, fields)
         url_chunk, self._url_chunk = self._url_chunk, None  # a whole read: not kept longer
         if refusal is None and given == "1.0" and foreign_protocol(url_chunk, self._url_tail):
             refusal = Refusal(400, "the request line names a protocol other than HTTP")
@@ -275,19 +270,23 @@ class RequestParsing:
         if refusal is not None:
             raise _Refused(refusal)
         assert not isinstance(target, Refusal)
+        noted = fields.noted
         if target.authority is not None:
-            headers["Host"] = target.authority  # RFC 9112 §3.2.2: the target's wins
-        given_length = headers.get("Content-Length")
+            host: str | None = target.authority  # RFC 9112 §3.2.2: the target's wins
+        else:
+            given_host = noted.get(b"host")
+            host = given_host.decode("utf-8", "surrogateescape") if given_host is not None else None
+        given_length = noted.get(b"content-length")
         # llhttp already rejected a malformed or repeated length, and a length beside
         # Transfer-Encoding.
         length = int(given_length) if given_length is not None else None
-        chunked = "Transfer-Encoding" in headers
+        chunked = b"transfer-encoding" in noted
         version = HTTP11 if given == "1.1" else HTTP10
         has_body = chunked or bool(length)
         method = parser.get_method().decode("ascii")
-        upgrade = _upgrade_kind(method, headers, has_body) if parser.should_upgrade() else None
+        upgrade = _upgrade_kind(method, fields, has_body) if parser.should_upgrade() else None
         if has_body:
-            expect = headers.get("Expect", "").lower() == "100-continue" and version == HTTP11
+            expect = version == HTTP11 and noted.get(b"expect", b"").lower() == b"100-continue"
             body = self._body = BodyStream(
                 self._pressure,
                 self._send_continue if expect else None,
@@ -298,7 +297,7 @@ class RequestParsing:
         request = DownstreamRequest(
             method,
             target.path,
-            CIMultiDictProxy(headers),
+            fields,
             version,
             self.transport,
             body,
@@ -309,6 +308,7 @@ class RequestParsing:
             and (upgrade is None or upgrade == "ignored"),
             self.client_ip,
             upgrade,
+            host,
         )
         if has_body:
             self._body_request = request
@@ -349,14 +349,14 @@ class RequestParsing:
             self.transport.resume_reading()
 
 
-def _upgrade_kind(method: str, headers: CIMultiDict[str], has_body: bool) -> str:
+def _upgrade_kind(method: str, fields: RequestFields, has_body: bool) -> str:
     """What an upgrade request becomes: ``connect`` (refused), ``websocket`` (tunnelled)
     or ``ignored`` (served as HTTP/1.1)."""
     if method == "CONNECT":
         return "connect"
     if method == "GET" and not has_body:
-        offered = headers.get("Upgrade", "")
-        if any(token.strip().lower() == "websocket" for token in offered.split(",")):
+        offered = fields.first(b"upgrade") or b""
+        if any(token.strip().lower() == b"websocket" for token in offered.split(b",")):
             return "websocket"
     return "ignored"
 

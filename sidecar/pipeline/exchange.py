@@ -1,7 +1,9 @@
 """``Exchange``: one downstream request on its way upstream, and its ``Attempt``\\ s.
 
-The exchange is the request as it will be sent (method, path, headers, body), what routed
-it (its ``route``), its deadline, and the attempts made for it. Policy settings are not
+The exchange is the request as it will be sent (its ``head``: method, path and header
+fields as bytes; its body), what routed it (its ``route``), its deadline, and the attempts
+made for it. ``trace_fields`` are written behind the head by each attempt (the observer
+sets them: the trace context naming that attempt). Policy settings are not
 here: each layer of the cluster's stack holds its own.
 
 An ``Attempt`` is one physical try at one endpoint, from its admission to its settlement.
@@ -27,8 +29,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol
 
-from multidict import CIMultiDict
-
 from resilience.outcome import Outcome
 
 if TYPE_CHECKING:
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from sidecar.cluster import Cluster, EndpointState
     from sidecar.pipeline.errors import ProxyError
     from sidecar.pipeline.timeouts import Ticket
+    from sidecar.transport.request_head import RequestHead
     from sidecar.tunnel import Tunnel
 
 
@@ -61,7 +62,7 @@ class Exchange:
         "deadline_ticket",
         "flags",
         "hash_key",
-        "headers",
+        "head",
         "method",
         "path",
         "replayable",
@@ -69,15 +70,14 @@ class Exchange:
         "route",
         "span",
         "task",
+        "trace_fields",
         "tried",
         "tunnel",
     )
 
     def __init__(
         self,
-        method: str,
-        path: str,
-        headers: CIMultiDict[str],
+        head: RequestHead,
         body: Any,
         replayable: bool,
         client_ip: str,
@@ -85,9 +85,10 @@ class Exchange:
         route: Any,
         span: Any = None,
     ) -> None:
-        self.method = method
-        self.path = path  # path + query as sent upstream
-        self.headers = headers  # upstream request headers, already filtered
+        self.head = head  # the request line and header fields as sent upstream
+        self.method = head.method
+        self.path = head.path  # path + query as sent upstream
+        self.trace_fields = b""  # the trace context of the attempt under way
         self.body = body  # None, bytes (buffered, replayable) or a stream (sent once)
         self.replayable = replayable
         self.client_ip = client_ip

@@ -20,7 +20,7 @@ def key_function(hash_on: HashOn | None) -> KeyOf | None:
         return None
     name = hash_on.name
     if hash_on.source == "header":
-        return lambda request, client_ip: request.headers.get(name)
+        return lambda request, client_ip: request.fields.get(name)
     if hash_on.source == "cookie":
         return lambda request, client_ip: _cookie(request, name)
     if hash_on.source == "query":
@@ -31,7 +31,7 @@ def key_function(hash_on: HashOn | None) -> KeyOf | None:
 
 
 def _cookie(request: DownstreamRequest, name: str) -> str | None:
-    raw = request.headers.get("Cookie")
+    raw = request.fields.get("Cookie")
     if not raw or name not in raw:
         return None
     jar: SimpleCookie = SimpleCookie()

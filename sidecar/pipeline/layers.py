@@ -2,15 +2,15 @@
 
 A cluster's stack is built by ``sidecar.pipeline.stack`` from the cluster's settings, each
 layer holding its own (a total timeout, a retry policy and its budget, the cluster to pick
-from, ...); a policy that is off is not in the stack at all. Order, outermost first:
-Deadline → Retry → Pick → Endpoint → PerTryTimeout → Transport. Every layer is
+from and the per-try timeout); a policy that is off is not in the stack at all. Order,
+outermost first: Deadline → Retry → Attempt. Every layer is
 ``async (Exchange) -> UpstreamResponse`` and raises ``ProxyError`` for failures the sidecar
 answers itself.
 
 Both timers (the total deadline and the per-try timeout) run from the moment the request
 is complete, as Envoy's do: at once for a request whose body is buffered (or absent), and
 from the last body byte for a streamed one. Time spent waiting for the client is never
-counted against an endpoint. The endpoint layer opens an ``Attempt``, which is settled
+counted against an endpoint. The attempt layer opens an ``Attempt``, which is settled
 when it fails or, once answered, when the response body ends (see ``exchange``).
 """
 
@@ -182,16 +182,69 @@ def _give_up(resp: UpstreamResponse | None, failure: ProxyError | None) -> Upstr
     raise failure
 
 
-class PickLayer:
-    """Chooses the endpoint for this attempt (the cluster's balancer over its available
-    endpoints), then admits it at its breaker; a rejected one is skipped for another."""
+class AttemptLayer:
+    """One physical attempt, the innermost layer: picks the endpoint (the cluster's
+    balancer over its available endpoints) and admits it at its breaker (a rejected one is
+    skipped for another), opens the ``Attempt``, sends the request over the transport —
+    bounded by min(per-try timeout, time left before the deadline) when a per-try timeout
+    is set — and classifies the answer. A failed attempt is settled at once; an answered
+    one is handed to its response, to be settled when the body ends.
 
-    def __init__(self, inner: Handler, cluster: Cluster, observer: LayerObserver) -> None:
-        self.inner = inner
+    One coroutine for all of it: an attempt that needs no timer pays for none, and the
+    success path runs through a single frame.
+    """
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        transport: Transport,
+        observer: LayerObserver,
+        per_try: float | None,
+        timeouts: TimeoutQueues,
+    ) -> None:
         self.cluster = cluster
+        self.transport = transport
         self.observer = observer
+        self.per_try = per_try
+        self.timeouts = timeouts
 
     async def __call__(self, ex: Exchange) -> UpstreamResponse:
+        attempt = self._admit(ex)
+        endpoint = attempt.state.endpoint
+        ticket = self._per_try_ticket(ex)
+        try:
+            if ticket is None:
+                resp = await self.transport.send(endpoint, ex.head, ex.body, ex.trace_fields)
+            else:
+                try:
+                    with ticket:
+                        resp = await self.transport.send(
+                            endpoint, ex.head, ex.body, ex.trace_fields
+                        )
+                except TimeoutError:
+                    raise UpstreamTimeout(
+                        f"{endpoint.id} did not answer within {self.per_try:g}s"
+                    ) from None
+        except ProxyError as exc:
+            attempt.settle(exc.outcome, exc.reason)
+            raise
+        except asyncio.CancelledError:
+            deadline = ex.deadline_ticket
+            if deadline is not None and deadline.fired:
+                attempt.settle(Outcome.TIMEOUT, "deadline_exceeded")
+            else:
+                attempt.settle(Outcome.CANCELLED, "cancelled")  # the client left
+            raise
+        except BaseException:
+            attempt.settle(Outcome.LOCAL_REJECTION, "internal")
+            raise
+        status = resp.status
+        # The one place an answered attempt is classified; every policy reads this outcome.
+        attempt.answered(status, classify_status(status))
+        resp.watch(attempt)
+        return resp
+
+    def _admit(self, ex: Exchange) -> Attempt:
         cluster = self.cluster
         skipped = 0
         while True:
@@ -212,80 +265,21 @@ class PickLayer:
                     if skipped > len(cluster.member_ids):
                         raise BreakerRejected(f"breaker of {state.id} is open")
                     continue
-            Attempt(ex, cluster, state, permit, self.observer)  # joins ex.attempts
-            return await self.inner(ex)  # the endpoint layer settles it, or hands it on
+            return Attempt(ex, cluster, state, permit, self.observer)  # joins ex.attempts
 
-
-class EndpointLayer:
-    """Settles the attempt when it fails; a response carries it on, to be settled at the
-    end of its body."""
-
-    def __init__(self, inner: Handler) -> None:
-        self.inner = inner
-
-    async def __call__(self, ex: Exchange) -> UpstreamResponse:
-        attempt = ex.attempts[-1]
-        try:
-            resp = await self.inner(ex)
-        except ProxyError as exc:
-            attempt.settle(exc.outcome, exc.reason)
-            raise
-        except asyncio.CancelledError:
-            deadline = ex.deadline_ticket
-            if deadline is not None and deadline.fired:
-                attempt.settle(Outcome.TIMEOUT, "deadline_exceeded")
-            else:
-                attempt.settle(Outcome.CANCELLED, "cancelled")  # the client left
-            raise
-        except BaseException:
-            attempt.settle(Outcome.LOCAL_REJECTION, "internal")
-            raise
-        resp.watch(attempt)
-        return resp
-
-
-class PerTryTimeoutLayer:
-    """Bounds one attempt by min(per_try_timeout, time left before the deadline)."""
-
-    def __init__(self, inner: Handler, per_try: float, timeouts: TimeoutQueues) -> None:
-        self.inner = inner
-        self.per_try = per_try
-        self.timeouts = timeouts
-
-    async def __call__(self, ex: Exchange) -> UpstreamResponse:
+    def _per_try_ticket(self, ex: Exchange) -> Ticket | None:
         per_try = self.per_try
+        if not per_try:
+            return None
         if ex.deadline is not None and ex.deadline.remaining() <= per_try:
             # The total deadline ends this try first. A second timer due at the same moment
             # would race it; left to the deadline's own timer, the try is cancelled and
             # answered deadline_exceeded (a timeout of this endpoint all the same).
-            return await self.inner(ex)
+            return None
         task = ex.task or _current_task()
         body = ex.body
         if body is None or type(body) is bytes:
-            ticket = self.timeouts.arm(per_try, task)
-        else:
-            ticket = self.timeouts.ticket(per_try, task)
-            _when_complete(body, ticket.arm)
-        try:
-            with ticket:
-                return await self.inner(ex)
-        except TimeoutError:
-            where = ex.attempts[-1].state.id if ex.attempts else "?"
-            raise UpstreamTimeout(f"{where} did not answer within {per_try:g}s") from None
-
-
-class TransportLayer:
-    """Sends the attempt over the cluster's transport; one physical attempt each call."""
-
-    def __init__(self, transport: Transport) -> None:
-        self.transport = transport
-
-    async def __call__(self, ex: Exchange) -> UpstreamResponse:
-        attempt = ex.attempts[-1]
-        resp = await self.transport.send(
-            attempt.state.endpoint, ex.method, ex.path, ex.headers, ex.body
-        )
-        status = resp.status
-        # The one place an answered attempt is classified; every policy reads this outcome.
-        attempt.answered(status, classify_status(status))
-        return resp
+            return self.timeouts.arm(per_try, task)
+        ticket = self.timeouts.ticket(per_try, task)
+        _when_complete(body, ticket.arm)
+        return ticket

@@ -1,10 +1,9 @@
 """The one place where a cluster's outbound layers are put in order.
 
-Outermost first: Deadline → Retry → Pick → Endpoint → PerTryTimeout → Transport.
-``LAYER_ORDER`` names that order; a test pins it. Each cluster gets its own stack, built
-from its own settings: a policy that is off is not in it (no total timeout: no Deadline
-layer; no retries: no Retry layer; no per-try timeout: no PerTryTimeout layer), so it
-costs nothing per request. A changed policy means a new stack; requests in flight finish
+Outermost first: Deadline → Retry → Attempt. ``LAYER_ORDER`` names that order; a test
+pins it. Each cluster gets its own stack, built from its own settings: a policy that is
+off is not in it (no total timeout: no Deadline layer; no retries: no Retry layer; no
+per-try timeout: the Attempt layer arms no timer), so it costs nothing per request. A changed policy means a new stack; requests in flight finish
 on the one they started with.
 """
 
@@ -18,14 +17,11 @@ from resilience.budget import RetryBudget
 from resilience.clock import Clock
 from resilience.retry import RetryPolicy
 from sidecar.pipeline.layers import (
+    AttemptLayer,
     DeadlineLayer,
-    EndpointLayer,
     Handler,
     LayerObserver,
-    PerTryTimeoutLayer,
-    PickLayer,
     RetryLayer,
-    TransportLayer,
 )
 from sidecar.pipeline.timeouts import TimeoutQueues
 from sidecar.transport.base import Transport
@@ -34,7 +30,7 @@ if TYPE_CHECKING:
     from sidecar.cluster import Cluster
     from sidecar.config.schema import UpstreamConfig
 
-LAYER_ORDER = ("deadline", "retry", "pick", "endpoint", "per_try_timeout", "transport")
+LAYER_ORDER = ("deadline", "retry", "attempt")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,11 +70,7 @@ def build_stack(
     observer: LayerObserver,
     timeouts: TimeoutQueues,
 ) -> Handler:
-    handler: Handler = TransportLayer(transport)
-    if settings.per_try:
-        handler = PerTryTimeoutLayer(handler, settings.per_try, timeouts)
-    handler = EndpointLayer(handler)
-    handler = PickLayer(handler, cluster, observer)
+    handler: Handler = AttemptLayer(cluster, transport, observer, settings.per_try, timeouts)
     if settings.retry is not None and settings.retry.attempts and settings.budget is not None:
         handler = RetryLayer(handler, settings.retry, settings.budget, rng, cluster.name, observer)
     if settings.total:
@@ -96,11 +88,4 @@ def layers_of(handler: Handler) -> list[str]:
     return names
 
 
-_NAMES = {
-    DeadlineLayer: "deadline",
-    RetryLayer: "retry",
-    PickLayer: "pick",
-    EndpointLayer: "endpoint",
-    PerTryTimeoutLayer: "per_try_timeout",
-    TransportLayer: "transport",
-}
+_NAMES = {DeadlineLayer: "deadline", RetryLayer: "retry", AttemptLayer: "attempt"}

@@ -42,6 +42,7 @@ from sidecar.simulate.fleet import HANG, PORT, REFUSE, RESET, SimEndpoint, Upstr
 from sidecar.simulate.stats import UpstreamStats
 from sidecar.simulate.vloop import LoopClock
 from sidecar.transport.base import ResponseEnd
+from sidecar.transport.request_head import RequestHead
 
 CLIENT_IP = "127.0.0.1"
 _EMPTY_FIELDS: list[tuple[bytes, bytes]] = []
@@ -123,7 +124,7 @@ class SimTransport:
         return self._fleet.by_id[endpoint.id]
 
     async def send(
-        self, endpoint: Endpoint, method: str, path: str, headers: CIMultiDict[str], body: Any
+        self, endpoint: Endpoint, head: RequestHead, body: Any, extra: bytes = b""
     ) -> SimResponse:
         sim = self._endpoint(endpoint)
         key = endpoint.id
@@ -291,7 +292,7 @@ class SimCluster:
         self.route = Route(cluster, self.stack, upstream)
         self.keyed = self.route.key_of is not None
         cluster.on_ejection.append(self._ejected)
-        self._headers: CIMultiDict[str] = CIMultiDict()
+        self._heads = {method: RequestHead(method, "/", b"") for method in ("GET", "POST")}
         self._checker = (
             _ProbeChecker(cluster, rng=rng, network=SimTransport(loop, fleet, probes=True))
             if upstream.health_check is not None
@@ -346,10 +347,9 @@ class SimCluster:
             return
         self.in_flight += 1
         try:
+            head = self._heads.get(method) or RequestHead(method, "/", b"")
             ex = Exchange(
-                method,
-                "/",
-                self._headers,
+                head,
                 b"" if body else None,
                 body <= self.route.max_replay,  # larger bodies stream once: never retried
                 CLIENT_IP,

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from sidecar.telemetry.traceparent import parse as parse_traceparent
+
 FLUSH_LINES = 256
 FLUSH_DELAY = 0.2  # seconds a line may wait for company before it is written
 
@@ -70,14 +72,10 @@ def rfc3339(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
-def trace_id_of(traceparent: str | None) -> str | None:
-    """The trace id of a W3C ``traceparent`` header, if it is well formed."""
-    if traceparent is None or len(traceparent) < 55 or traceparent[2] != "-":
-        return None
-    trace_id = traceparent[3:35]
-    if trace_id == "0" * 32 or not all(c in "0123456789abcdef" for c in trace_id):
-        return None
-    return trace_id
+def trace_id_of(traceparent: bytes | None) -> str | None:
+    """The trace id of a W3C ``traceparent`` value, if it is well formed."""
+    parsed = parse_traceparent(traceparent) if traceparent is not None else None
+    return format(parsed[0], "032x") if parsed is not None else None
 
 
 class AccessLog:

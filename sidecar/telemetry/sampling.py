@@ -11,7 +11,6 @@ starts; a test pins that both always agree.
 from __future__ import annotations
 
 from opentelemetry.sdk.trace.sampling import TraceIdRatioBased
-from opentelemetry.trace import SpanContext
 
 _ID_MASK = TraceIdRatioBased.TRACE_ID_LIMIT  # the ratio sampler reads the low 64 bits
 _BASES = ("always_on", "always_off", "traceidratio")
@@ -32,8 +31,9 @@ class SamplingRule:
         else:
             self.bound = TraceIdRatioBased.get_bound_for_rate(arg)
 
-    def sampled(self, parent: SpanContext | None, trace_id: int) -> bool:
-        """Whether a span with this parent (None or invalid: a root) and trace id is sampled."""
-        if self.parent_based and parent is not None and parent.is_valid:
-            return parent.trace_flags.sampled
+    def sampled(self, parent_sampled: bool | None, trace_id: int) -> bool:
+        """Whether a span with this trace id is sampled, below a valid parent whose sampled
+        flag is ``parent_sampled`` (``None``: a root)."""
+        if self.parent_based and parent_sampled is not None:
+            return parent_sampled
         return trace_id & _ID_MASK < self.bound

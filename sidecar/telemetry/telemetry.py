@@ -59,15 +59,18 @@ class ListenerStats:
 
 
 class RequestContext:
-    """Per-request state, kept by the pipeline as ``Exchange.span``."""
+    """Per-request state, kept by the pipeline as ``Exchange.span``; its trace decision
+    (``TraceState``) is set by ``Tracing.start_server``."""
 
-    __slots__ = ("listener", "panic_seen", "span", "start", "wall")
+    __slots__ = ("listener", "panic_seen", "span", "start", "trace_fields", "trace_id", "wall")
 
-    def __init__(self, listener: ListenerStats) -> None:
+    def __init__(self, listener: ListenerStats, wall: float) -> None:
         self.listener = listener
         self.start = perf_counter()
-        self.wall = time()
-        self.span: Span | None = None
+        self.wall = wall  # for the access log only
+        self.span: Span | None = None  # the SERVER span, when the request is recorded
+        self.trace_id = 0  # none: tracing is off
+        self.trace_fields: bytes | None = None
         self.panic_seen = False
 
 
@@ -182,15 +185,16 @@ class Telemetry:
     def request_start(self, listener: str, request: DownstreamRequest) -> Any:
         try:
             stats = self._listeners.get(listener) or self._listener(listener)
-            ctx = RequestContext(stats)
+            ctx = RequestContext(stats, time() if self.access_log is not None else 0.0)
         except Exception:
             self._fault()
             return None
         stats.in_flight += 1  # from here on a context is returned, so request_end balances it
         if self.tracing is not None:
             try:
-                ctx.span = self.tracing.start_server(listener, request, self.scheme)
-                _CURRENT.set(ctx)
+                self.tracing.start_server(ctx, listener, request, self.scheme)
+                if ctx.span is not None:
+                    _CURRENT.set(ctx)
             except Exception:
                 self._fault()
         return ctx
@@ -219,11 +223,14 @@ class Telemetry:
                 self.metrics.tunnel_bytes[(listener, "out")].inc(tunnel.bytes_out)
             span = ctx.span
             flags = ""
-            if self.access_log is not None or (span is not None and span.is_recording()):
+            if self.access_log is not None or span is not None:
                 flags = response_flags(ex.flags if ex is not None else "", error)
-            if span is not None and self.tracing is not None:
+            if span is not None:
                 _CURRENT.set(None)
-                self.tracing.end_server(span, status, error, ex, flags if flags != "-" else "")
+                if self.tracing is not None:
+                    self.tracing.end_server(span, status, error, ex, flags if flags != "-" else "")
+                else:  # tracing was turned off by a reload meanwhile
+                    span.end()
             if self.access_log is not None:
                 self.access_log.write(
                     self._record(ctx, listener, request, ex, status, flags, elapsed, bytes_out)
@@ -247,9 +254,8 @@ class Telemetry:
                         {"pilotfish.primary": primary, "pilotfish.endpoint": state.id},
                     )
             attempt = Attempt(cluster.name, state.id)
-            if self.tracing is not None:
-                parent = ctx.span if ctx is not None else None
-                attempt.span = self.tracing.start_client(parent, ex, cluster, state)
+            if self.tracing is not None and ctx is not None and ctx.trace_id:
+                attempt.span = self.tracing.start_client(ctx, ex, cluster, state)
             return attempt
         except Exception:
             self._fault()
@@ -336,11 +342,11 @@ class Telemetry:
         elapsed: float,
         bytes_out: int,
     ) -> dict[str, Any]:
-        headers = request.headers
-        if ctx.span is not None:
-            trace_id: str | None = Tracing.trace_id(ctx.span)
+        fields = request.fields
+        if ctx.trace_id:
+            trace_id: str | None = format(ctx.trace_id, "032x")
         else:
-            trace_id = trace_id_of(headers.get("traceparent"))
+            trace_id = trace_id_of(fields.noted.get(b"traceparent"))
         last = ex.last if ex is not None else None
         return {
             "time": rfc3339(ctx.wall),
@@ -354,10 +360,10 @@ class Telemetry:
             "attempts": len(ex.attempts) if ex is not None else 0,
             "response_flags": flags,
             "trace_id": trace_id,
-            "request_id": ex.request_id if ex is not None else headers.get("x-request-id"),
+            "request_id": ex.request_id if ex is not None else fields.get("x-request-id"),
             "bytes_in": request.content.total_bytes
             if ex is None or ex.tunnel is None
             else ex.tunnel.bytes_in,
             "bytes_out": bytes_out,
-            "user_agent": headers.get("User-Agent"),
+            "user_agent": fields.get("User-Agent"),
         }

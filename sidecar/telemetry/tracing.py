@@ -3,9 +3,11 @@
 Each sidecar has a private ``TracerProvider`` (the global one is left alone, so several
 sidecars can share a process), a sampler from ``TracingConfig``, and, when an endpoint is
 configured, a ``BatchSpanProcessor`` feeding an OTLP/HTTP exporter. W3C ``traceparent``/
-``tracestate`` of the incoming request are continued; each attempt gets a fresh
-``traceparent`` naming its CLIENT span. ``baggage`` is forwarded untouched with the other
-request headers.
+``tracestate`` of the incoming request are continued. A recorded request's attempts each
+get a fresh ``traceparent`` naming its CLIENT span; a request nobody records passes the
+client's ``traceparent`` on as it came, or, when it has none (or this hop decided other
+than the client did), one naming the request's own unrecorded span. ``tracestate`` and
+``baggage`` are forwarded untouched with the other request headers.
 
 Invariants: attributes and events are built only for spans that record *and* will be
 exported; a span is ended exactly once; nothing here blocks the event loop (flush and
@@ -14,25 +16,14 @@ shutdown run on a thread and are bounded in time).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
-from opentelemetry.trace import (
-    INVALID_SPAN_CONTEXT,
-    NonRecordingSpan,
-    Span,
-    SpanContext,
-    SpanKind,
-    Status,
-    StatusCode,
-    TraceFlags,
-    get_current_span,
-    set_span_in_context,
-)
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, set_span_in_context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from sidecar.config.schema import TracingConfig
@@ -44,19 +35,15 @@ from sidecar.telemetry.span_export import (
     counting_pipeline,
     run_in_thread,
 )
+from sidecar.telemetry.traceparent import RANDOM_TRACE_ID, SAMPLED
+from sidecar.telemetry.traceparent import field as traceparent_field
+from sidecar.telemetry.traceparent import parse as parse_traceparent
 
 if TYPE_CHECKING:
-    from multidict import CIMultiDict
-
     from sidecar.cluster import Cluster, EndpointState
     from sidecar.listener.request import DownstreamRequest
     from sidecar.pipeline.exchange import Exchange
 
-# By (sampled + 2 * random trace id): the four trace-flags values a span of ours can carry.
-_TRACE_FLAGS = tuple(
-    TraceFlags((TraceFlags.SAMPLED if i & 1 else 0) | (TraceFlags.RANDOM_TRACE_ID if i & 2 else 0))
-    for i in range(4)
-)
 _ERROR = Status(StatusCode.ERROR)
 
 
@@ -74,16 +61,12 @@ class _PresetIds(RandomIdGenerator):
         return super().generate_trace_id()
 
 
-def _inject(headers: CIMultiDict[str], sc: SpanContext, span_id: int | None = None) -> None:
-    """W3C Trace Context headers naming ``sc`` (or, with ``span_id``, a child of it that is
-    decided as it was): what ``TraceContextTextMapPropagator.inject`` writes, without
-    building a Context per attempt."""
-    if not sc.is_valid:
-        return
-    sid = sc.span_id if span_id is None else span_id
-    headers["traceparent"] = f"00-{sc.trace_id:032x}-{sid:016x}-{sc.trace_flags:02x}"
-    if sc.trace_state:
-        headers["tracestate"] = sc.trace_state.to_header()
+class TraceState(Protocol):
+    """Where a request's trace decision is kept (the observer's per-request context)."""
+
+    trace_id: int
+    span: Span | None  # the SERVER span, when the request is recorded
+    trace_fields: bytes | None  # what its attempts send when it is not; None: as received
 
 
 class Tracing:
@@ -125,47 +108,59 @@ class Tracing:
         self.rule = SamplingRule(config.sampler, config.sampler_arg)
         self.propagator = TraceContextTextMapPropagator()
 
-    # -- spans that record nothing -------------------------------------------------------
-
-    def _unrecorded(self, parent: Context | None) -> Span:
-        """A SERVER span that records nothing: its ids and sampled flag, decided by the
-        sampling rule. Enough for every request nobody will receive (nothing is exported, or
-        the request is not sampled): the ids go to the next hop and the access log.
-        """
-        remote = (
-            get_current_span(parent).get_span_context()
-            if parent is not None
-            else INVALID_SPAN_CONTEXT
-        )
-        valid = remote.is_valid
-        trace_id = remote.trace_id if valid else self._ids.generate_trace_id()
-        # As the SDK marks its spans: our root ids are random; a parent's say what they are.
-        random_id = not valid or remote.trace_flags.random_trace_id
-        flags = _TRACE_FLAGS[self.rule.sampled(remote, trace_id) + 2 * random_id]
-        context = SpanContext(
-            trace_id,
-            self._ids.generate_span_id(),
-            is_remote=False,
-            trace_flags=flags,
-            trace_state=remote.trace_state if valid else None,
-        )
-        return NonRecordingSpan(context)
-
     # -- SERVER spans ----------------------------------------------------------------
 
-    def start_server(self, listener: str, request: DownstreamRequest, scheme: str) -> Span:
-        headers = request.headers
-        parent: Context | None = (
-            self.propagator.extract(headers) if "traceparent" in headers else None
-        )
-        # Sample first, cheaply: most requests are not sampled and need no SDK span. A
-        # sampled one is started by the SDK with the same trace id, so its sampler (a
-        # function of the parent and the trace id) decides the same way.
-        unrecorded = self._unrecorded(parent)
-        sc = unrecorded.get_span_context()
-        if not self.exporting or not sc.trace_flags.sampled:
-            return unrecorded
-        self._ids.preset = sc.trace_id
+    def start_server(
+        self, trace: TraceState, listener: str, request: DownstreamRequest, scheme: str
+    ) -> None:
+        """Decide the request's trace and set ``trace`` to it: its trace id; the SERVER span
+        when it records; else the ``traceparent`` its attempts send (``None``: the one the
+        client sent goes on unchanged).
+
+        Most requests are not sampled, and one that is not costs the sampling rule's
+        comparison: no span object, no context, and no header when the client's trace
+        context goes on as it came (this hop records nothing, so the next hop's parent is
+        the client's span). A sampled one is started by the SDK with the same trace id, so
+        its sampler (a function of the parent and the trace id) decides the same way.
+        """
+        raw = request.fields.noted.get(b"traceparent")
+        parent = parse_traceparent(raw) if raw is not None else None
+        if parent is not None:
+            trace_id, _, parent_flags = parent
+            sampled = self.rule.sampled(bool(parent_flags & SAMPLED), trace_id)
+        else:
+            trace_id = self._ids.generate_trace_id()
+            parent_flags = RANDOM_TRACE_ID  # as the SDK marks its roots
+            sampled = self.rule.sampled(None, trace_id)
+        trace.trace_id = trace_id
+        if sampled and self.exporting:
+            span = self._recorded_server(trace_id, raw, listener, request, scheme)
+            if span.is_recording():
+                trace.span = span
+                return
+            span.end()
+        if parent is not None and sampled == bool(parent_flags & SAMPLED):
+            return
+        flags = (parent_flags & ~SAMPLED) | (SAMPLED if sampled else 0)
+        trace.trace_fields = traceparent_field(trace_id, self._ids.generate_span_id(), flags)
+
+    def _recorded_server(
+        self,
+        trace_id: int,
+        traceparent: bytes | None,
+        listener: str,
+        request: DownstreamRequest,
+        scheme: str,
+    ) -> Span:
+        fields = request.fields
+        parent: Context | None = None
+        if traceparent is not None:
+            carrier = {"traceparent": traceparent.decode("ascii")}
+            state = fields.noted.get(b"tracestate")
+            if state is not None:
+                carrier["tracestate"] = state.decode("latin-1")
+            parent = self.propagator.extract(carrier)
+        self._ids.preset = trace_id
         try:
             span = self.tracer.start_span(
                 semconv.span_name(request.method), context=parent, kind=SpanKind.SERVER
@@ -182,10 +177,10 @@ class Tracing:
                     method=request.method,
                     raw_path=request.raw_path,
                     scheme=scheme,
-                    host=headers.get("Host"),
+                    host=request.host,
                     peer=(peer[0], peer[1]) if peer else None,
-                    forwarded_for=headers.get("X-Forwarded-For"),
-                    user_agent=headers.get("User-Agent"),
+                    forwarded_for=fields.get("X-Forwarded-For"),
+                    user_agent=fields.get("User-Agent"),
                     version=f"{version.major}.{version.minor}",
                 )
             )
@@ -212,22 +207,26 @@ class Tracing:
     # -- CLIENT spans ----------------------------------------------------------------
 
     def start_client(
-        self, parent: Span | None, ex: Exchange, cluster: Cluster, state: EndpointState
+        self, trace: TraceState, ex: Exchange, cluster: Cluster, state: EndpointState
     ) -> Span | None:
-        """The attempt's CLIENT span, and its ``traceparent`` on the request.
+        """The attempt's CLIENT span, below the request's SERVER span, and its
+        ``traceparent`` on the request (``ex.trace_fields``).
 
         Below a SERVER span that does not record, the child would not either (every sampler
-        offered decides a local child as its parent was decided), so no span is made: only
-        the header, naming a fresh span id, goes to the next hop. Returns None then.
+        offered decides a local child as its parent was decided), so no span is made: the
+        request's ``traceparent`` goes to the next hop. Returns None then.
         """
-        if parent is not None and not parent.is_recording():
-            _inject(ex.headers, parent.get_span_context(), self._ids.generate_span_id())
+        server = trace.span
+        if server is None:
+            if trace.trace_fields is not None:
+                ex.trace_fields = trace.trace_fields
             return None
-        context = set_span_in_context(parent) if parent is not None else None
         span = self.tracer.start_span(
-            semconv.span_name(ex.method), context=context, kind=SpanKind.CLIENT
+            semconv.span_name(ex.method),
+            context=set_span_in_context(server),
+            kind=SpanKind.CLIENT,
         )
-        if self.exporting and span.is_recording():
+        if span.is_recording():
             endpoint = state.endpoint
             span.set_attributes(
                 semconv.client_attributes(
@@ -242,7 +241,8 @@ class Tracing:
                 )
             )
         # A fresh traceparent per attempt: the next hop's SERVER span is this span's child.
-        _inject(ex.headers, span.get_span_context())
+        sc = span.get_span_context()
+        ex.trace_fields = traceparent_field(sc.trace_id, sc.span_id, sc.trace_flags)
         return span
 
     def end_client(self, span: Span, status: int | None, error: str | None) -> None:
@@ -258,10 +258,6 @@ class Tracing:
     def add_event(self, span: Span, name: str, attributes: dict[str, Any]) -> None:
         if self.exporting and span.is_recording():
             span.add_event(name, attributes)
-
-    @staticmethod
-    def trace_id(span: Span) -> str:
-        return format(span.get_span_context().trace_id, "032x")
 
     # -- lifecycle ---------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ A ``Transport`` sends one request to one endpoint and returns an ``UpstreamRespo
 soon as the status line and headers arrived; the body is read by whoever writes the
 downstream response, and the response reports to the ``ResponseEnd`` it is given how its
 body ended: whole, broken (the endpoint's failure) or abandoned by its reader. A ``101``
-answer to an upgrade request (``Upgrade`` among the request's fields) becomes a tunnel.
+answer to an upgrade request (``RequestHead.upgrade``) becomes a tunnel.
 Failures are raised as the pipeline's ``ProxyError`` subclasses
 (``ConnectFailure``, ``UpstreamReset``); a per-try timeout is applied around ``send`` by the
 caller. Replacing the transport (a faster one on ``asyncio.Protocol``) touches nothing else.
@@ -16,9 +16,10 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDictProxy
 
 from discovery.model import Endpoint
+from sidecar.transport.request_head import RequestHead
 
 if TYPE_CHECKING:
     from sidecar.pipeline.errors import ProxyError
@@ -64,7 +65,8 @@ class UpstreamResponse(Protocol):
 
 class Transport(Protocol):
     async def send(
-        self, endpoint: Endpoint, method: str, path: str, headers: CIMultiDict[str], body: Any
-    ) -> UpstreamResponse: ...
+        self, endpoint: Endpoint, head: RequestHead, body: Any, extra: bytes = b""
+    ) -> UpstreamResponse:
+        """``head`` and ``extra`` (per-attempt fields, as a header block) then ``body``."""
 
     async def close(self) -> None: ...

@@ -4,10 +4,11 @@
 and headers arrived; the body is read through it. One ``EndpointPool`` per ``host:port``.
 
 Invariants:
-- The request head is one bytes object, written with a bytes body in one call. The only
-  headers added are ``Host`` (when absent), ``Content-Length`` and ``Transfer-Encoding``;
-  a streamed body keeps a given Content-Length (exactly that many bytes are copied) or goes
-  out chunked, written under the transport's flow control.
+- The request head is one bytes object (a ``RequestHead`` and per-attempt fields, joined),
+  written with a bytes body in one call. The only fields added are ``Host`` (when the head
+  has none), ``Content-Length`` and ``Transfer-Encoding``; a streamed body keeps its
+  declared length (exactly that many bytes are copied) or goes out chunked, written
+  under the transport's flow control.
 - A pooled connection the upstream closed while it sat idle fails the next request before
   any byte of an answer arrives. Such a request is sent once more, on a new connection,
   when its body can be replayed (none, or bytes), as every keep-alive client does. A
@@ -15,8 +16,7 @@ Invariants:
 - A connection goes back to its pool only when the answer was read to the end and the
   request written whole; a cancelled or failed send or read drops it.
 - Failures surface only as ``ConnectFailure`` and ``UpstreamReset`` (``InternalError`` for a
-  fault of our own); a header carrying CR or LF is refused as ``BadRequest`` before
-  anything is sent. A streamed body whose reader fails with a ``ProxyError`` of its own
+  fault of our own). A streamed body whose reader fails with a ``ProxyError`` of its own
   (the client stopped sending: ``RequestTimeout``; broke its framing: ``BadRequest``; left:
   ``DownstreamDisconnect``) fails the exchange with that error, so the endpoint is not
   blamed for it.
@@ -36,10 +36,11 @@ from multidict import CIMultiDict, CIMultiDictProxy
 
 from discovery.model import Endpoint
 from resilience.limits import PendingLimit
-from sidecar.pipeline.errors import BadRequest, DownstreamDisconnect, ProxyError, UpstreamReset
+from sidecar.pipeline.errors import DownstreamDisconnect, ProxyError, UpstreamReset
 from sidecar.transport.base import ResponseEnd
 from sidecar.transport.h1_pool import EndpointPool
 from sidecar.transport.h1_protocol import H1Connection
+from sidecar.transport.request_head import RequestHead
 
 if TYPE_CHECKING:
     from sidecar.tunnel import Tunnel
@@ -210,23 +211,23 @@ class H1Transport:
         return pool
 
     async def send(
-        self, endpoint: Endpoint, method: str, path: str, headers: CIMultiDict[str], body: Any
+        self, endpoint: Endpoint, head: RequestHead, body: Any, extra: bytes = b""
     ) -> H1Response:
         pool = self.pool(endpoint)
-        head, payload, length = encode_request(method, path, headers, body, endpoint.id)
-        is_head = method == "HEAD"
-        upgrade = "Upgrade" in headers
+        data, payload, length = encode_request(head, body, endpoint.id, extra)
+        is_head = head.method == "HEAD"
+        upgrade = head.upgrade
         conn, reused = await pool.acquire(self._pending)
         if not reused:
-            return H1Response(await _exchange(conn, is_head, upgrade, head, payload, length), pool)
+            return H1Response(await _exchange(conn, is_head, upgrade, data, payload, length), pool)
         try:
-            return H1Response(await _exchange(conn, is_head, upgrade, head, payload, length), pool)
+            return H1Response(await _exchange(conn, is_head, upgrade, data, payload, length), pool)
         except UpstreamReset:
             if conn.received_any or not (payload is None or isinstance(payload, bytes)):
                 raise
         # The reused connection was closed by the upstream while idle: see the docstring.
         conn = await pool.connect()
-        return H1Response(await _exchange(conn, is_head, upgrade, head, payload, length), pool)
+        return H1Response(await _exchange(conn, is_head, upgrade, data, payload, length), pool)
 
     def retire(self) -> None:
         """Replaced by another transport: requests in flight finish, nothing is pooled."""
@@ -311,46 +312,29 @@ async def _next(read: Any) -> bytes:
     return bytes(chunk) if not isinstance(chunk, bytes) else chunk
 
 
-_CRLF = "\r\n"
-_COLON = ": "
+_CONTENT_LENGTH_0 = b"Content-Length: 0\r\n"
+_CHUNKED = b"Transfer-Encoding: chunked\r\n"
 
 
 def encode_request(
-    method: str, path: str, headers: CIMultiDict[str], body: Any, authority: str
+    head: RequestHead, body: Any, authority: str, extra: bytes = b""
 ) -> tuple[bytes, Any, int | None]:
-    """The request head, the body as bytes or a stream, and the streamed byte count."""
-    given_length = headers.get("Content-Length")
+    """The request's head as sent (its line, a Host field when it has none, its fields,
+    ``extra``, the framing), the body as bytes or a stream, and the streamed byte count."""
     length: int | None = None
-    chunked = False
     if body is None:
-        want = "0" if method in _BODY_METHODS or given_length is not None else None
-    elif isinstance(body, bytes | bytearray | memoryview | str):
+        framing = _CONTENT_LENGTH_0 if head.method in _BODY_METHODS else b""
+    elif type(body) is bytes:
+        framing = b"Content-Length: %d\r\n" % len(body)
+    elif isinstance(body, bytearray | memoryview | str):
         body = body.encode() if isinstance(body, str) else bytes(body)
-        want = str(len(body))
+        framing = b"Content-Length: %d\r\n" % len(body)
     elif not (hasattr(body, "readany") or hasattr(body, "__aiter__")):
         raise TypeError(f"a request body is bytes, a StreamReader or async-iterable, not {body!r}")
-    elif given_length is not None and given_length.isdigit():
-        want = given_length
-        length = int(given_length)
+    elif head.length is not None:
+        length = head.length
+        framing = b"Content-Length: %d\r\n" % length
     else:
-        want = None
-        chunked = True
-    items: Any = headers.items()
-    extra = ""
-    if "Transfer-Encoding" in headers or (given_length is not None and given_length != want):
-        items = [
-            (k, v) for k, v in items if k.lower() not in ("content-length", "transfer-encoding")
-        ]
-        given_length = None
-    if want is not None and given_length is None:
-        extra = f"Content-Length: {want}\r\n"
-    elif chunked:
-        extra = "Transfer-Encoding: chunked\r\n"
-    host = "" if "Host" in headers else f"Host: {authority}\r\n"
-    fields = _CRLF.join(map(_COLON.join, items))  # joined in C, no string per line
-    count = len(items)
-    text = f"{method} {path} HTTP/1.1\r\n{host}{fields}{_CRLF if count else ''}{extra}\r\n"
-    expected = count + 2 + (host != "") + (extra != "")
-    if text.count("\n") != expected or text.count("\r") != expected:
-        raise BadRequest("a request header or the target contains CR or LF")
-    return text.encode("utf-8", "surrogateescape"), body, length
+        framing = _CHUNKED
+    host = b"" if head.has_host else b"Host: %s\r\n" % authority.encode("ascii")
+    return b"".join((head.line, host, head.fields, extra, framing, b"\r\n")), body, length

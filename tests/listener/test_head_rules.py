@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from multidict import CIMultiDict
 
+from sidecar.listener.fields import RequestFields
 from sidecar.listener.head_rules import (
     BAD_HOST,
     MANY_HOSTS,
@@ -21,8 +21,11 @@ from sidecar.listener.head_rules import (
 )
 
 
-def head(*fields: tuple[str, str]) -> CIMultiDict[str]:
-    return CIMultiDict(fields)
+def head(*fields: tuple[str, str]) -> RequestFields:
+    parsed = RequestFields()
+    for name, value in fields:
+        parsed.add(name.encode(), value.encode())
+    return parsed
 
 
 @pytest.mark.parametrize(

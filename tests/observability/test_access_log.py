@@ -150,10 +150,10 @@ def test_every_error_the_sidecar_answers_implies_its_flag():
 @pytest.mark.parametrize(
     ("header", "expected"),
     [
-        (f"00-{TRACE_ID}-00f067aa0ba902b7-01", TRACE_ID),
-        (f"00-{'0' * 32}-00f067aa0ba902b7-01", None),
-        ("00-XYZ-00f067aa0ba902b7-01", None),
-        (f"00-{TRACE_ID.upper()}-00f067aa0ba902b7-01", None),
+        (f"00-{TRACE_ID}-00f067aa0ba902b7-01".encode(), TRACE_ID),
+        (f"00-{'0' * 32}-00f067aa0ba902b7-01".encode(), None),
+        (b"00-XYZ-00f067aa0ba902b7-01", None),
+        (f"00-{TRACE_ID.upper()}-00f067aa0ba902b7-01".encode(), None),
         (None, None),
     ],
 )

@@ -38,10 +38,11 @@ def test_the_rule_agrees_with_the_sdk_sampler(name: str, ratio: float) -> None:
     decisions = set()
     for parent in PARENTS:
         context = None if parent is None else set_span_in_context(NonRecordingSpan(parent))
+        flag = parent.trace_flags.sampled if parent is not None and parent.is_valid else None
         for _ in range(300):
             trace_id = rng.getrandbits(128) or 1
             expected = sdk.should_sample(context, trace_id, "GET").decision.is_sampled()
-            assert rule.sampled(parent, trace_id) == expected, (parent, hex(trace_id))
+            assert rule.sampled(flag, trace_id) == expected, (parent, hex(trace_id))
             decisions.add(expected)
     if name.endswith("traceidratio") and 0 < ratio < 1:
         assert decisions == {True, False}  # the ids exercised both sides of the bound

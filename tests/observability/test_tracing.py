@@ -217,10 +217,48 @@ async def test_unsampled_requests_export_nothing_but_still_propagate(
         assert r.status == 200
     assert await sc.observer.flush()
     assert otlp.spans == [] and otlp.exports == 0
-    sent = backend.requests[0]["headers"]["traceparent"]
-    version, trace_id, span_id, flags = sent.split("-")
-    assert (version, trace_id, flags) == ("00", TRACE_ID, "00")
-    assert span_id not in (CALLER_SPAN, "0" * 16)
+    # Nothing of this hop is recorded: the caller's context goes on as it came, so the next
+    # hop's parent is a span that exists (W3C Trace Context lets a hop mutate it, or not).
+    assert backend.requests[0]["headers"]["traceparent"] == f"00-{TRACE_ID}-{CALLER_SPAN}-00"
+
+
+@pytest.mark.parametrize(
+    ("incoming", "sampler", "expect_flags"),
+    [
+        (None, "always_off", "02"),  # a root of ours: a random trace id, not sampled
+        (f"00-{TRACE_ID}-{CALLER_SPAN}-01", "always_off", "00"),  # decided otherwise
+        (f"00-{TRACE_ID.upper()}-{CALLER_SPAN}-01", "parentbased_always_off", "02"),  # invalid
+    ],
+    ids=["root", "decided-otherwise", "invalid-parent"],
+)
+async def test_an_unrecorded_hop_names_itself_when_the_callers_context_cannot_go_on(
+    otlp, backends, sidecar_factory, client, incoming, sampler, expect_flags
+):
+    (backend,) = await backends(1)
+    sc = await sidecar_factory(
+        config_yaml(
+            [{"name": "api", "discovery": {"static": [backend.address]}}],
+            tracing=tracing(otlp, "svc", sampler=sampler),
+        )
+    )
+    headers = {"traceparent": incoming} if incoming else {}
+    for _ in range(2):
+        async with client.get(url(sc, "upstream:api", "/"), headers=headers) as r:
+            assert r.status == 200
+    sent = [
+        [value for name, value in request["fields"] if name.lower() == "traceparent"]
+        for request in backend.requests
+    ]
+    assert all(len(values) == 1 for values in sent)  # replaced, never repeated
+    (first,), (second,) = sent
+    version, trace_id, span_id, flags = first.split("-")
+    assert (version, flags) == ("00", expect_flags)
+    assert span_id not in (CALLER_SPAN, "0" * 16) and trace_id != "0" * 32
+    if incoming is not None and expect_flags == "00":
+        assert trace_id == TRACE_ID  # the caller's trace goes on, its decision does not
+        assert second.split("-")[1] == TRACE_ID
+    else:
+        assert second.split("-")[1] != trace_id  # a new trace per request
 
 
 async def test_tracing_disabled_passes_traceparent_through_untouched(

@@ -9,7 +9,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import yaml
-from multidict import CIMultiDict
 
 from discovery.model import Endpoint, EndpointSet
 from resilience.clock import FakeClock
@@ -17,6 +16,7 @@ from resilience.outcome import Outcome
 from sidecar.cluster import Cluster, EndpointState
 from sidecar.config.load import load_text
 from sidecar.pipeline.exchange import Exchange
+from sidecar.transport.request_head import RequestHead
 
 MEMBERS = [Endpoint("127.0.0.1", 9000 + i) for i in range(3)]
 
@@ -57,7 +57,7 @@ class Recorder:
 
 
 def exchange(body: Any = None, method: str = "GET", replayable: bool = True) -> Exchange:
-    ex = Exchange(method, "/", CIMultiDict(), body, replayable, "127.0.0.1", "rid", None)
+    ex = Exchange(RequestHead.of(method, "/"), body, replayable, "127.0.0.1", "rid", None)
     ex.task = asyncio.current_task()
     return ex
 

@@ -20,14 +20,7 @@ from sidecar.pipeline.errors import (
     UpstreamTimeout,
 )
 from sidecar.pipeline.exchange import Attempt, Exchange
-from sidecar.pipeline.layers import (
-    DeadlineLayer,
-    EndpointLayer,
-    PerTryTimeoutLayer,
-    PickLayer,
-    RetryLayer,
-    TransportLayer,
-)
+from sidecar.pipeline.layers import AttemptLayer, DeadlineLayer, RetryLayer
 from sidecar.pipeline.timeouts import TimeoutQueues
 from tests.pipeline.support import Recorder, Response, cluster, exchange
 
@@ -35,6 +28,29 @@ from tests.pipeline.support import Recorder, Response, cluster, exchange
 async def hang(ex: Exchange) -> Response:
     await asyncio.get_running_loop().create_future()
     raise AssertionError("unreachable")
+
+
+class Transport:
+    """Sends by calling ``script`` with the exchange and the endpoint picked."""
+
+    def __init__(self, script) -> None:
+        self.script = script
+
+    async def send(self, endpoint, head, body, extra=b"") -> Response:
+        return await self.script(endpoint)
+
+
+async def hangs(endpoint) -> Response:
+    await asyncio.get_running_loop().create_future()
+    raise AssertionError("unreachable")
+
+
+def attempt_layer(
+    script, c=None, observer: Recorder | None = None, per_try: float | None = None
+) -> AttemptLayer:
+    return AttemptLayer(
+        c or cluster(), Transport(script), observer or Recorder(), per_try, TimeoutQueues()
+    )
 
 
 def open_attempt(ex: Exchange, observer: Recorder | None = None) -> Attempt:
@@ -84,85 +100,103 @@ async def test_deadline_layer_starts_its_clock_when_a_streamed_body_is_complete(
         await asyncio.wait_for(running, 5)
 
 
-async def test_per_try_layer_charges_the_endpoint_with_an_upstream_timeout():
-    layer = PerTryTimeoutLayer(hang, 0.05, TimeoutQueues())
+async def test_the_per_try_timeout_charges_the_endpoint_with_an_upstream_timeout():
+    observer = Recorder()
+    layer = attempt_layer(hangs, observer=observer, per_try=0.05)
     ex = exchange()
-    open_attempt(ex)
     with pytest.raises(UpstreamTimeout, match=r"did not answer within 0\.05s"):
         async with asyncio.timeout(5):
             await layer(ex)
+    assert ex.attempts[0].settled and ex.attempts[0].outcome is Outcome.TIMEOUT
+    assert observer.ends()[0][2] is Outcome.TIMEOUT
+
+
+async def test_without_a_per_try_timeout_no_timer_is_armed():
+    layer = attempt_layer(lambda endpoint: answer(200))
+    await layer(exchange())
+    assert not layer.timeouts._queues  # no queue was ever needed
+
+
+async def answer(status: int) -> Response:
+    return Response(status)
 
 
 @pytest.mark.parametrize(
     ("raised", "outcome"),
     [(ConnectFailure("no"), Outcome.CONNECT_FAILURE), (UpstreamReset("cut"), Outcome.RESET)],
 )
-async def test_endpoint_layer_settles_a_failed_attempt_at_once(raised, outcome):
-    async def fails(ex: Exchange) -> Response:
+async def test_a_failed_attempt_is_settled_at_once(raised, outcome):
+    async def fails(endpoint) -> Response:
         raise raised
 
     observer = Recorder()
     ex = exchange()
-    attempt = open_attempt(ex, observer)
     with pytest.raises(type(raised)):
-        await EndpointLayer(fails)(ex)
+        await attempt_layer(fails, observer=observer)(ex)
+    attempt = ex.attempts[0]
     assert attempt.settled and attempt.outcome is outcome
     assert observer.ends() == [("end", attempt.state.id, outcome, None, raised.reason)]
     assert attempt.state.in_flight == 0
 
 
-async def test_endpoint_layer_hands_an_answered_attempt_to_its_response():
+async def test_an_answered_attempt_is_handed_to_its_response():
     response = Response(200)
 
-    async def answers(ex: Exchange) -> Response:
-        ex.attempts[-1].answered(200, Outcome.SUCCESS)
+    async def answers(endpoint) -> Response:
         return response
 
     observer = Recorder()
     ex = exchange()
-    attempt = open_attempt(ex, observer)
-    assert await EndpointLayer(answers)(ex) is response
+    assert await attempt_layer(answers, observer=observer)(ex) is response
+    attempt = ex.attempts[0]
     assert not attempt.settled and attempt.state.in_flight == 1  # the body still streams
     response.release()
     assert attempt.settled and observer.ends()[-1][2] is Outcome.SUCCESS
     assert attempt.ex is None  # it let go of its exchange
 
 
-async def test_endpoint_layer_tells_a_client_gone_from_a_deadline():
+async def test_the_answer_is_classified_once():
     ex = exchange()
-    attempt = open_attempt(ex)
-    running = asyncio.create_task(EndpointLayer(hang)(ex))
+    resp = await attempt_layer(lambda endpoint: answer(502))(ex)
+    attempt = ex.attempts[0]
+    assert resp.status == 502
+    assert (attempt.status, attempt.outcome) == (502, Outcome.GATEWAY_ERROR)
+
+
+async def test_a_client_gone_is_no_failure_of_the_endpoint():
+    ex = exchange()
+    running = asyncio.create_task(attempt_layer(hangs)(ex))
     await asyncio.sleep(0)  # the attempt is under way
     running.cancel()
     with pytest.raises(asyncio.CancelledError):
         await running
-    assert attempt.outcome is Outcome.CANCELLED  # nobody is charged
+    assert ex.attempts[0].outcome is Outcome.CANCELLED  # nobody is charged
 
 
-async def test_pick_layer_skips_endpoints_whose_breaker_refuses():
+async def test_endpoints_whose_breaker_refuses_are_skipped():
     c = cluster(circuit_breakers={"endpoint": {"fail_max": 1}})
     first = c.states[c.member_ids[0]]
     permit = first.breaker.try_acquire()
     permit.record(Outcome.RESET)  # open
     picked = []
 
-    async def inner(ex: Exchange) -> Response:
-        picked.append(ex.attempts[-1].state.id)
+    async def sends(endpoint) -> Response:
+        picked.append(endpoint.id)
         return Response()
 
-    layer = PickLayer(inner, c, Recorder())
+    layer = attempt_layer(sends, c)
     for _ in range(6):
-        await layer(exchange())
+        (await layer(exchange())).release()
     assert first.id not in picked and len(set(picked)) == 2
 
 
-async def test_pick_layer_without_endpoints_is_no_healthy_upstream():
+async def test_no_endpoint_is_no_healthy_upstream():
     c = cluster()
     from discovery.model import EndpointSet
 
     c.update(EndpointSet.of([], source="static"))
     with pytest.raises(NoHealthyUpstream):
-        await PickLayer(hang, c, Recorder())(exchange())
+        await attempt_layer(hangs, c)(exchange())
 
 
 def retry_layer(inner, attempts: int = 2, ratio: float = 1.0) -> tuple[RetryLayer, Recorder]:
@@ -208,15 +242,3 @@ async def test_retry_layer_gives_up_on_a_5xx_after_its_attempts_and_flags_it():
     assert resp.status == 503 and len(seen) == 3
     assert [r.closed for r in seen] == [True, True, False]  # replaced answers are dropped
     assert "URX" in ex.flags
-
-
-async def test_transport_layer_classifies_the_answer_once():
-    class Transport:
-        async def send(self, endpoint, method, path, headers, body) -> Response:
-            return Response(502)
-
-    ex = exchange()
-    attempt = open_attempt(ex)
-    resp = await TransportLayer(Transport())(ex)  # type: ignore[arg-type]
-    assert resp.status == 502
-    assert (attempt.status, attempt.outcome) == (502, Outcome.GATEWAY_ERROR)

@@ -31,7 +31,7 @@ def stack(settings: StackSettings) -> list[str]:
 
 
 def test_the_order_is_pinned():
-    assert LAYER_ORDER == ("deadline", "retry", "pick", "endpoint", "per_try_timeout", "transport")
+    assert LAYER_ORDER == ("deadline", "retry", "attempt")
     budget = RetryBudget(FakeClock())
     assert stack(StackSettings(15.0, 1.0, POLICY, budget)) == list(LAYER_ORDER)
 
@@ -40,9 +40,9 @@ def test_the_order_is_pinned():
     ("settings", "absent"),
     [
         (StackSettings(0.0, 1.0, POLICY, RetryBudget(FakeClock())), {"deadline"}),
-        (StackSettings(15.0, None, POLICY, RetryBudget(FakeClock())), {"per_try_timeout"}),
+        (StackSettings(15.0, None, POLICY, RetryBudget(FakeClock())), set()),
         (StackSettings(15.0, 1.0, None, None), {"retry"}),
-        (StackSettings(0.0, None, None, None), {"deadline", "retry", "per_try_timeout"}),
+        (StackSettings(0.0, None, None, None), {"deadline", "retry"}),
     ],
 )
 def test_a_policy_that_is_off_is_not_in_the_stack(settings, absent):

@@ -39,6 +39,7 @@ class Backend:
                     "method": request.method,
                     "path": request.path_qs,
                     "headers": dict(request.headers),
+                    "fields": list(request.headers.items()),  # repeats and order kept
                 }
             )
             if self.behaviour is not None:

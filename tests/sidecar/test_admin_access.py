@@ -7,11 +7,11 @@ import asyncio
 import logging
 
 import pytest
-from multidict import CIMultiDict, CIMultiDictProxy
 
 from sidecar.admin import AdminHandler, AdminReply, text_reply
 from sidecar.admin_access import exposure_warning, is_loopback, loopback_only
 from sidecar.listener.body import BodyStream
+from sidecar.listener.fields import RequestFields
 from sidecar.listener.h1_server import H1Server
 from sidecar.listener.request import HTTP11, DownstreamRequest
 from tests.sidecar.harness import config_yaml
@@ -46,11 +46,10 @@ def test_is_loopback(address: str, loopback: bool) -> None:
 
 
 def request_from(peer: str) -> DownstreamRequest:
-    headers: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict())
     return DownstreamRequest(
         "POST",
         "/reload",
-        headers,
+        RequestFields(),
         HTTP11,
         None,
         BodyStream(lambda paused: None),

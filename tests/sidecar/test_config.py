@@ -129,6 +129,26 @@ upstreams:
         (
             "service: {name: s, port: 1}\n"
             "upstreams: [{name: a, listen: 'h:1', discovery: {static: [a:1]},"
+            ' rewrite: {host: "a\\r\\nx: 1"}}]',
+            "upstreams[0].rewrite.host: must be a host or host:port, got 'a\\r\\nx: 1'",
+        ),
+        (
+            "service: {name: s, port: 1}\n"
+            "upstreams: [{name: a, listen: 'h:1', discovery: {static: [a:1]},"
+            " rewrite: {strip_prefix: 'api v1'}}]",
+            "upstreams[0].rewrite.strip_prefix: must be a path starting with / without "
+            "spaces or control characters, got 'api v1'",
+        ),
+        (
+            "service: {name: s, port: 1}\n"
+            "upstreams: [{name: a, listen: 'h:1', discovery: {static: [a:1]},"
+            " health_check: {http: {path: '/ready now'}}}]",
+            "upstreams[0].health_check.http.path: must be a path starting with / without "
+            "spaces or control characters, got '/ready now'",
+        ),
+        (
+            "service: {name: s, port: 1}\n"
+            "upstreams: [{name: a, listen: 'h:1', discovery: {static: [a:1]},"
             " request_headers: {add: {'x a': v}}}]",
             "upstreams[0].request_headers.add: 'x a' is not a valid header name",
         ),

@@ -6,11 +6,11 @@ import asyncio
 import socket
 
 import pytest
-from multidict import CIMultiDict
 
 from discovery.model import Endpoint
 from sidecar.pipeline.errors import ConnectFailure, UpstreamReset
 from sidecar.transport.h1_client import H1Response, H1Transport
+from sidecar.transport.request_head import RequestHead
 from tests.transport.servers import RawServer, read_request, response, wait_for_eof
 
 
@@ -22,7 +22,7 @@ def unused_port() -> int:
 
 async def test_refused_connect_is_a_connect_failure(transport: H1Transport) -> None:
     with pytest.raises(ConnectFailure, match=r"cannot connect to 127\.0\.0\.1"):
-        await transport.send(Endpoint("127.0.0.1", unused_port()), "GET", "/", CIMultiDict(), None)
+        await transport.send(Endpoint("127.0.0.1", unused_port()), RequestHead.of("GET", "/"), None)
 
 
 async def test_connect_that_takes_too_long_is_a_connect_failure() -> None:
@@ -40,7 +40,7 @@ async def test_connect_that_takes_too_long_is_a_connect_failure() -> None:
             filler.connect_ex(("127.0.0.1", port))
             fillers.append(filler)
         with pytest.raises(ConnectFailure, match="timed out"):
-            await transport.send(Endpoint("127.0.0.1", port), "GET", "/", CIMultiDict(), None)
+            await transport.send(Endpoint("127.0.0.1", port), RequestHead.of("GET", "/"), None)
     finally:
         await transport.close()
         for filler in fillers:
@@ -75,7 +75,7 @@ async def test_server_closing_mid_body_is_an_upstream_reset(
         await writer.drain()
 
     async with RawServer(script) as endpoint:
-        resp = await transport.send(endpoint, "GET", "/", CIMultiDict(), None)
+        resp = await transport.send(endpoint, RequestHead.of("GET", "/"), None)
         assert resp.status == 200
         got: list[bytes] = []
         with pytest.raises(UpstreamReset, match="before the end of the body"):
@@ -93,7 +93,7 @@ async def test_server_closing_before_answering_is_an_upstream_reset(
 
     async with RawServer(script) as endpoint:
         with pytest.raises(UpstreamReset, match="before answering"):
-            await transport.send(endpoint, "GET", "/", CIMultiDict(), b"")
+            await transport.send(endpoint, RequestHead.of("GET", "/"), b"")
 
 
 @pytest.mark.parametrize(
@@ -118,7 +118,7 @@ async def test_invalid_response_is_an_upstream_reset(
 
     async with RawServer(script) as endpoint:
         try:
-            resp = await transport.send(endpoint, "GET", "/", CIMultiDict(), None)
+            resp = await transport.send(endpoint, RequestHead.of("GET", "/"), None)
             with pytest.raises(UpstreamReset, match="invalid response"):
                 await resp.read()
         except UpstreamReset as exc:
@@ -149,7 +149,7 @@ def counting_server(answer_first: bytes):
 async def test_cancelled_read_mid_body_drops_the_connection(transport: H1Transport) -> None:
     server = counting_server(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nhalf")
     async with server as endpoint:
-        resp = await transport.send(endpoint, "GET", "/", CIMultiDict(), None)
+        resp = await transport.send(endpoint, RequestHead.of("GET", "/"), None)
         first = asyncio.Event()
 
         async def consume() -> None:
@@ -163,7 +163,7 @@ async def test_cancelled_read_mid_body_drops_the_connection(transport: H1Transpo
             await task
         assert await asyncio.wait_for(server.closed_by_peer.get(), 2) == 0
         resp.release()  # a release after the cancel must not pool it either
-        resp = await transport.send(endpoint, "GET", "/", CIMultiDict(), None)
+        resp = await transport.send(endpoint, RequestHead.of("GET", "/"), None)
         assert await resp.read() == b"fresh"
         resp.release()
     assert server.connections == 2
@@ -174,9 +174,9 @@ async def test_timeout_waiting_for_headers_drops_the_connection(transport: H1Tra
     async with server as endpoint:
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(0.05):
-                await transport.send(endpoint, "GET", "/", CIMultiDict(), None)
+                await transport.send(endpoint, RequestHead.of("GET", "/"), None)
         assert await asyncio.wait_for(server.closed_by_peer.get(), 2) == 0
-        resp = await transport.send(endpoint, "GET", "/", CIMultiDict(), None)
+        resp = await transport.send(endpoint, RequestHead.of("GET", "/"), None)
         assert await resp.read() == b"fresh"
         resp.release()
     assert server.connections == 2
@@ -187,7 +187,7 @@ async def test_release_before_the_end_of_the_body_drops_the_connection(
 ) -> None:
     server = counting_server(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nhalf")
     async with server as endpoint:
-        resp = await transport.send(endpoint, "GET", "/", CIMultiDict(), None)
+        resp = await transport.send(endpoint, RequestHead.of("GET", "/"), None)
         resp.release()
         assert await asyncio.wait_for(server.closed_by_peer.get(), 2) == 0
         assert transport.pool(endpoint).idle_count == 0
@@ -202,7 +202,7 @@ async def test_bytes_out_of_turn_on_an_idle_connection_drop_it(transport: H1Tran
 
     server = RawServer(script)
     async with server as endpoint:
-        resp = await transport.send(endpoint, "GET", "/", CIMultiDict(), None)
+        resp = await transport.send(endpoint, RequestHead.of("GET", "/"), None)
         assert await resp.read() == b"ok"
         resp.release()
         assert await asyncio.wait_for(server.closed_by_peer.get(), 2) == 0
@@ -222,7 +222,7 @@ async def test_a_body_that_stops_arriving_fails_after_the_stream_idle_timeout(ho
     transport = H1Transport(connect_timeout=1.0, idle_timeout=5.0, stream_idle_timeout=0.2)
     try:
         async with RawServer(script) as endpoint:
-            resp = await transport.send(endpoint, "GET", "/", CIMultiDict(), None)
+            resp = await transport.send(endpoint, RequestHead.of("GET", "/"), None)
             got: list[bytes] = []
             async with asyncio.timeout(5):  # bounds the test, far above the idle timeout
                 with pytest.raises(UpstreamReset, match=r"sent no body bytes for 0\.2s"):
@@ -247,7 +247,7 @@ async def test_a_slow_but_steady_body_is_not_cut_by_the_stream_idle_timeout() ->
     transport = H1Transport(connect_timeout=1.0, idle_timeout=5.0, stream_idle_timeout=0.5)
     try:
         async with RawServer(script) as endpoint:
-            resp = await transport.send(endpoint, "GET", "/", CIMultiDict(), None)
+            resp = await transport.send(endpoint, RequestHead.of("GET", "/"), None)
             assert await resp.read() == b"abcdef"
             resp.release()
     finally:

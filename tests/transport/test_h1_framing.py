@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 from aiohttp import web
-from multidict import CIMultiDict
 
 from sidecar.pipeline.errors import BadRequest
 from sidecar.transport.h1_client import H1Transport, encode_request
 from sidecar.transport.h1_protocol import H1Connection
+from sidecar.transport.request_head import RequestHead
 from tests.transport.servers import RawServer, aiohttp_app, read_request, response
 
 
@@ -35,12 +35,12 @@ async def test_chunked_answer_is_read_whole_and_the_connection_reused(
     server = RawServer(serve_forever(answer))
     async with server as endpoint:
         for _ in range(2):
-            resp = await transport.send(endpoint, "GET", "/", CIMultiDict(), None)
+            resp = await transport.send(endpoint, RequestHead.of("GET", "/"), None)
             assert resp.content_length is None
             assert resp.headers["x-kind"] == "chunked"
             assert b"".join([c async for c in resp.iter_chunks()]) == b"hello, world"
             resp.release()
-        resp = await transport.send(endpoint, "GET", "/", CIMultiDict(), None)
+        resp = await transport.send(endpoint, RequestHead.of("GET", "/"), None)
         assert await resp.read() == b"hello, world"
         resp.release()
     assert server.connections == 1
@@ -56,7 +56,7 @@ async def test_close_delimited_answer_ends_with_the_connection(transport: H1Tran
     server = RawServer(script)
     async with server as endpoint:
         for index in ("0", "1"):
-            resp = await transport.send(endpoint, "GET", "/", CIMultiDict(), None)
+            resp = await transport.send(endpoint, RequestHead.of("GET", "/"), None)
             assert (resp.status, resp.content_length, resp.headers["X-Index"]) == (200, None, index)
             assert await resp.read() == b"until the end"
             resp.release()
@@ -82,11 +82,11 @@ async def test_head_answer_has_no_body_and_the_connection_stays_usable(
     server = RawServer(script)
     async with server as endpoint:
         for _ in range(2):
-            resp = await transport.send(endpoint, "HEAD", "/", CIMultiDict(), None)
+            resp = await transport.send(endpoint, RequestHead.of("HEAD", "/"), None)
             assert (resp.status, resp.content_length) == (200, 1000)
             assert await resp.read() == b""
             resp.release()
-            resp = await transport.send(endpoint, "GET", "/", CIMultiDict(), None)
+            resp = await transport.send(endpoint, RequestHead.of("GET", "/"), None)
             assert await resp.read() == b"after head"
             resp.release()
     assert server.connections == 1
@@ -99,7 +99,7 @@ async def test_head_to_an_aiohttp_server_released_unread(transport: H1Transport)
 
     async with aiohttp_app(handler) as endpoint:
         for method in ("HEAD", "GET", "HEAD"):
-            resp = await transport.send(endpoint, method, "/", CIMultiDict(), None)
+            resp = await transport.send(endpoint, RequestHead.of(method, "/"), None)
             assert (resp.status, resp.content_length) == (200, 5000)
             if method == "GET":
                 assert len(await resp.read()) == 5000
@@ -121,10 +121,10 @@ async def test_no_body_statuses_release_unread_and_reuse(
     server = RawServer(serve_forever(answer))
     async with server as endpoint:
         for _ in range(3):
-            resp = await transport.send(endpoint, "GET", "/", CIMultiDict(), None)
+            resp = await transport.send(endpoint, RequestHead.of("GET", "/"), None)
             assert resp.status in (204, 304)
             resp.release()
-        resp = await transport.send(endpoint, "GET", "/", CIMultiDict(), None)
+        resp = await transport.send(endpoint, RequestHead.of("GET", "/"), None)
         assert await resp.read() == b""
         resp.release()
     assert server.connections == 1
@@ -139,7 +139,7 @@ async def test_informational_answers_are_skipped(transport: H1Transport) -> None
     server = RawServer(serve_forever(answer))
     async with server as endpoint:
         for _ in range(2):
-            resp = await transport.send(endpoint, "POST", "/", CIMultiDict(), b"data")
+            resp = await transport.send(endpoint, RequestHead.of("POST", "/"), b"data")
             assert (resp.status, resp.reason) == (201, "Created")
             assert "Link" not in resp.headers and resp.headers["X-Final"] == "yes"
             assert await resp.read() == b"made"
@@ -150,7 +150,7 @@ async def test_informational_answers_are_skipped(transport: H1Transport) -> None
 async def test_header_names_and_repeats_are_kept_as_received(transport: H1Transport) -> None:
     answer = response("200 Fine Thanks", b"", "X-MiXeD: a", "Set-Cookie: a=1", "set-cookie: b=2")
     async with RawServer(serve_forever(answer)) as endpoint:
-        resp = await transport.send(endpoint, "GET", "/", CIMultiDict(), None)
+        resp = await transport.send(endpoint, RequestHead.of("GET", "/"), None)
         resp.release()
     assert resp.reason == "Fine Thanks"
     assert list(resp.headers.items()) == [
@@ -164,8 +164,8 @@ async def test_header_names_and_repeats_are_kept_as_received(transport: H1Transp
 async def test_the_request_reaches_the_wire_as_encoded(transport: H1Transport) -> None:
     heads: list[bytes] = []
     async with RawServer(serve_forever(response("200 OK"), heads)) as endpoint:
-        headers = CIMultiDict([("Host", "svc.internal"), ("X-A", "1"), ("x-a", "2")])
-        resp = await transport.send(endpoint, "PUT", "/p?q=1", headers, b"body")
+        headers = [("Host", "svc.internal"), ("X-A", "1"), ("x-a", "2")]
+        resp = await transport.send(endpoint, RequestHead.of("PUT", "/p?q=1", headers), b"body")
         resp.release()
     assert heads == [
         b"PUT /p?q=1 HTTP/1.1\r\nHost: svc.internal\r\nX-A: 1\r\nx-a: 2\r\n"
@@ -226,7 +226,10 @@ async def _stream():  # a body whose length is not known up front
     ],
 )
 def test_encode_request(method, headers, body, head) -> None:
-    encoded, _, _ = encode_request(method, "/", CIMultiDict(headers), body, "h:1")
+    given = next((int(v) for k, v in headers if k.lower() == "content-length"), None)
+    streamed = body is not None and not isinstance(body, bytes)
+    request = RequestHead.of(method, "/", headers, length=given if streamed else None)
+    encoded, _, _ = encode_request(request, body, "h:1")
     assert encoded == head.encode()
 
 
@@ -234,16 +237,14 @@ def test_encode_request(method, headers, body, head) -> None:
     ("path", "headers"),
     [("/", [("X", "a\r\nInjected: 1")]), ("/", [("X", "a\nb")]), ("/\r\nX: 1", [])],
 )
-def test_encode_request_refuses_cr_and_lf(path, headers) -> None:
+def test_a_head_refuses_cr_and_lf(path, headers) -> None:
     with pytest.raises(BadRequest):
-        encode_request("GET", path, CIMultiDict(headers), None, "h:1")
+        RequestHead.of("GET", path, headers)
 
 
 def test_encode_request_keeps_stream_length() -> None:
     body = _stream()
-    _, payload, length = encode_request(
-        "POST", "/", CIMultiDict({"Content-Length": "12"}), body, "h:1"
-    )
+    _, payload, length = encode_request(RequestHead.of("POST", "/", length=12), body, "h:1")
     assert (payload, length) == (body, 12)
 
 
@@ -272,7 +273,7 @@ async def test_a_bytes_request_is_handed_to_the_socket_in_one_call(
         return web.Response(text=str(len(await request.read())))
 
     async with aiohttp_app(handler) as endpoint:
-        resp = await transport.send(endpoint, "POST", "/", CIMultiDict(), b"x" * size)
+        resp = await transport.send(endpoint, RequestHead.of("POST", "/"), b"x" * size)
         assert await resp.read() == str(size).encode()
         resp.release()
     assert seen == calls
@@ -280,4 +281,4 @@ async def test_a_bytes_request_is_handed_to_the_socket_in_one_call(
 
 def test_a_body_of_another_kind_is_a_programming_error() -> None:
     with pytest.raises(TypeError):
-        encode_request("POST", "/", CIMultiDict(), 42, "h:1")
+        encode_request(RequestHead.of("POST", "/"), 42, "h:1")

@@ -6,11 +6,11 @@ import asyncio
 
 import pytest
 from aiohttp import web
-from multidict import CIMultiDict
 
 from discovery.model import Endpoint
 from sidecar.pipeline.errors import Overflow
 from sidecar.transport.h1_client import H1Transport
+from sidecar.transport.request_head import RequestHead
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ async def gated():
 
 
 async def _get(transport: H1Transport, endpoint: Endpoint, path: str) -> str:
-    resp = await transport.send(endpoint, "GET", path, CIMultiDict(), None)
+    resp = await transport.send(endpoint, RequestHead.of("GET", path), None)
     body = await resp.read()
     resp.release()
     return body.decode()

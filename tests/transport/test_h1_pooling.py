@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
-from multidict import CIMultiDict
 
 from sidecar.pipeline.errors import UpstreamReset
 from sidecar.transport.h1_client import H1Transport
+from sidecar.transport.request_head import RequestHead
 from tests.transport.servers import (
     Peers,
     RawServer,
@@ -23,7 +23,7 @@ from tests.transport.servers import (
 async def get(
     transport: H1Transport, endpoint, path: str = "/", body=None, method: str = "GET"
 ) -> tuple[int, bytes]:
-    resp = await transport.send(endpoint, method, path, CIMultiDict(), body)
+    resp = await transport.send(endpoint, RequestHead.of(method, path), body)
     data = await resp.read()
     resp.release()
     return resp.status, data
@@ -136,7 +136,7 @@ async def test_a_stale_pooled_connection_fails_a_streamed_body(transport: H1Tran
     async with server as endpoint:
         assert await get(transport, endpoint, body=b"one", method="POST") == (200, b"0:one")
         with pytest.raises(UpstreamReset):
-            await transport.send(endpoint, "POST", "/", CIMultiDict(), stream(b"tw", b"o"))
+            await transport.send(endpoint, RequestHead.of("POST", "/"), stream(b"tw", b"o"))
     assert server.connections == 1
 
 
@@ -161,7 +161,7 @@ async def test_an_idle_connection_the_server_closed_leaves_the_pool(
             await asyncio.sleep(0.001)
         assert pool.idle_count == 0
         # Nothing was sent on the dead connection, so even a streamed body goes through.
-        resp = await transport.send(endpoint, "POST", "/", CIMultiDict(), stream(b"x"))
+        resp = await transport.send(endpoint, RequestHead.of("POST", "/"), stream(b"x"))
         assert (resp.status, await resp.read()) == (200, b"1")
         resp.release()
 

@@ -10,10 +10,10 @@ from contextlib import contextmanager
 
 import pytest
 from aiohttp import ClientSession, web
-from multidict import CIMultiDict
 
 from sidecar.pipeline.errors import DownstreamDisconnect, UpstreamReset
 from sidecar.transport.h1_client import H1Transport
+from sidecar.transport.request_head import RequestHead
 from tests.transport.servers import RawServer, aiohttp_app, read_request, response
 
 SIZE = 20 * 1024 * 1024
@@ -61,10 +61,10 @@ async def digesting_handler(request: web.Request) -> web.Response:
 async def test_large_upload_streams_in_bounded_memory(
     transport: H1Transport, length_known: bool
 ) -> None:
-    headers = CIMultiDict({"Content-Length": str(SIZE)} if length_known else {})
+    head = RequestHead.of("POST", "/", length=SIZE if length_known else None)
     async with aiohttp_app(digesting_handler) as endpoint:
         with peak_memory() as peak:
-            resp = await transport.send(endpoint, "POST", "/", headers, pieces(SIZE))
+            resp = await transport.send(endpoint, head, pieces(SIZE))
             answer = await resp.read()
             resp.release()
     size, digest, length, te = answer.decode().split()
@@ -83,10 +83,8 @@ async def test_a_downstream_request_body_is_relayed_in_bounded_memory(
     async with aiohttp_app(digesting_handler) as backend:
 
         async def front(request: web.Request) -> web.Response:
-            headers = CIMultiDict()
-            if request.content_length is not None:
-                headers["Content-Length"] = str(request.content_length)
-            resp = await transport.send(backend, "POST", "/", headers, request.content)
+            head = RequestHead.of("POST", "/", length=request.content_length)
+            resp = await transport.send(backend, head, request.content)
             answer = await resp.read()
             resp.release()
             return web.Response(body=answer)
@@ -115,7 +113,7 @@ async def test_large_download_streams_in_bounded_memory(transport: H1Transport) 
 
     async with aiohttp_app(handler) as endpoint:
         with peak_memory() as peak:
-            resp = await transport.send(endpoint, "GET", "/", CIMultiDict(), None)
+            resp = await transport.send(endpoint, RequestHead.of("GET", "/"), None)
             assert resp.content_length == SIZE
             digest = hashlib.sha256()
             size = 0
@@ -140,9 +138,9 @@ async def test_a_stream_shorter_than_its_content_length_fails_and_is_dropped(
 
     server = RawServer(script)
     async with server as endpoint:
-        headers = CIMultiDict({"Content-Length": "10"})
+        head = RequestHead.of("POST", "/", length=10)
         with pytest.raises(UpstreamReset, match="ended before its Content-Length"):
-            await transport.send(endpoint, "POST", "/", headers, pieces(0))
+            await transport.send(endpoint, head, pieces(0))
         assert transport.pool(endpoint).open_count == 0
 
 
@@ -162,7 +160,7 @@ async def test_an_answer_before_the_upload_ended_is_returned_and_not_pooled(
         await reader.read()
 
     async with RawServer(script) as endpoint:
-        resp = await transport.send(endpoint, "POST", "/", CIMultiDict(), body())
+        resp = await transport.send(endpoint, RequestHead.of("POST", "/"), body())
         assert (resp.status, await resp.read()) == (413, b"no")
         resp.release()
         assert transport.pool(endpoint).idle_count == 0
@@ -181,7 +179,7 @@ async def test_a_request_body_whose_client_leaves_mid_way_is_the_clients_doing(
 
     async with RawServer(script) as endpoint:
         with pytest.raises(DownstreamDisconnect) as caught:
-            await transport.send(endpoint, "POST", "/", CIMultiDict(), body())
+            await transport.send(endpoint, RequestHead.of("POST", "/"), body())
         assert not caught.value.outcome.judges_endpoint  # never charged to the endpoint
         assert transport.pool(endpoint).open_count == 0
 
@@ -199,5 +197,5 @@ async def test_a_request_body_that_fails_otherwise_is_an_upstream_reset(
 
     async with RawServer(script) as endpoint:
         with pytest.raises(UpstreamReset, match="could not be sent"):
-            await transport.send(endpoint, "POST", "/", CIMultiDict(), body())
+            await transport.send(endpoint, RequestHead.of("POST", "/"), body())
         assert transport.pool(endpoint).open_count == 0
