@@ -61,66 +61,62 @@ class ProxyHandler:
     async def __call__(self, request: DownstreamRequest, out: H1Connection) -> None:
         observer = self.observer
         ctx = observer.request_start(self.listener, request)  # observer hook
-        holder: list[Exchange] = []
+        ex: Exchange | None = None
         status = 0
         error: str | None = "downstream_disconnect"
         try:
-            status, error = await self._handle(request, out, ctx, holder)
+            try:
+                if not request.raw_path.startswith("/"):
+                    # The listener took absolute-form targets apart: CONNECT and "*" are left.
+                    out.keep_alive = False
+                    raise BadRequest("CONNECT and asterisk-form request targets are refused")
+                route = self.routing.table.router(self.listener)(request)
+                cluster = route.cluster
+                limit = cluster.limit  # the one acquired is released (a reload may swap it)
+                if not limit.try_acquire():
+                    raise Overflow(f"cluster {cluster.name!r} has {limit.limit} requests in flight")
+                try:
+                    ex = self._exchange(request, route, ctx)
+                    ex.task = out.task  # the task serving the request: timeouts cancel it
+                    if request.has_body:
+                        # Buffered whole before anything goes upstream, or streamed (see
+                        # request_body); a stalled or broken body raises the client's error.
+                        ex.body, ex.replayable = await request_body(request, route.max_replay)
+                    resp = await route.stack(ex)
+                    if resp.status == 101:
+                        await self._tunnel(request, out, ex, route, resp)
+                    else:
+                        await self._respond(request, out, ex, route, resp)
+                    status, error = resp.status, None
+                finally:
+                    limit.release()
+            except ProxyError as exc:
+                status, error = await self._failed(exc, out, ex)
         finally:
             observer.request_end(
-                ctx,
-                self.listener,
-                request,
-                holder[0] if holder else None,
-                status,
-                error,
-                out.bytes_sent,
+                ctx, self.listener, request, ex, status, error, out.bytes_sent
             )  # observer hook
 
-    async def _handle(
-        self, request: DownstreamRequest, out: H1Connection, ctx: object, holder: list[Exchange]
+    async def _failed(
+        self, exc: ProxyError, out: H1Connection, ex: Exchange | None
     ) -> tuple[int, str | None]:
-        ex: Exchange | None = None
-        try:
-            if not request.raw_path.startswith("/"):
-                # The listener took absolute-form targets apart: CONNECT and "*" are left.
-                out.keep_alive = False
-                raise BadRequest("CONNECT and asterisk-form request targets are refused")
-            route = self.routing.table.router(self.listener)(request)
-            cluster = route.cluster
-            limit = cluster.limit  # the one acquired is the one released (a reload may swap it)
-            if not limit.try_acquire():
-                raise Overflow(f"cluster {cluster.name!r} has {limit.limit} requests in flight")
-            try:
-                ex = await self._exchange(request, route, ctx, holder)
-                ex.task = out.task  # the connection's task serves the request: timeouts cancel it
-                resp = await route.stack(ex)
-                status = resp.status
-                if status == 101:
-                    await self._tunnel(request, out, ex, route, resp)
-                    return status, None
-                await self._respond(request, out, ex, route, resp)
-                return status, None
-            finally:
-                limit.release()
-        except ProxyError as exc:
-            ex = holder[0] if holder else None
-            if ex is not None:
-                ex.add_flag(exc.flag)
-            if out.started or not exc.answered:  # nothing left to say but to cut the connection
-                out.abort()
-                return (exc.status if exc.answered else 0), exc.reason
-            if exc.closes_connection:
-                out.keep_alive = False
-            attempts = len(ex.attempts) if ex is not None and self.report_attempts else None
-            await _error(out, exc.status, exc.reason, str(exc), attempts)
-            return exc.status, exc.reason
+        """Answer a failure the sidecar decided; the status and reason it was told as."""
+        if ex is not None:
+            ex.add_flag(exc.flag)
+        if out.started or not exc.answered:  # nothing left to say but to cut the connection
+            out.abort()
+            return (exc.status if exc.answered else 0), exc.reason
+        if exc.closes_connection:
+            out.keep_alive = False
+        attempts = len(ex.attempts) if ex is not None and self.report_attempts else None
+        await _error(out, exc.status, exc.reason, str(exc), attempts)
+        return exc.status, exc.reason
 
-    async def _exchange(
-        self, request: DownstreamRequest, route: Route, ctx: object, holder: list[Exchange]
-    ) -> Exchange:
+    def _exchange(self, request: DownstreamRequest, route: Route, ctx: object) -> Exchange:
+        """The request as it goes upstream: its head as bytes (see ``request_fields``)."""
         fields = request.fields
-        given_id = fields.noted.get(b"x-request-id")
+        noted = fields.noted
+        given_id = noted.get(b"x-request-id")
         if given_id:
             request_id = given_id.decode("latin-1")
             fresh_id: bytes | None = None
@@ -142,7 +138,7 @@ class ProxyHandler:
             forwarded_for=client_ip.encode("latin-1"),
             proto_field=self.proto_field,
             request_id=fresh_id,
-            upgrade=fields.noted.get(b"upgrade") if websocket else None,
+            upgrade=noted.get(b"upgrade") if websocket else None,
             withhold=withhold,
         )
         path = request.raw_path
@@ -162,14 +158,9 @@ class ProxyHandler:
             upgrade=websocket,
         )
         ex = Exchange(head, None, True, client_ip, request_id, route, ctx)
-        traceparent = fields.noted.get(b"traceparent")
+        traceparent = noted.get(b"traceparent")
         if traceparent is not None:  # as it came, unless the observer's tracing decides
             ex.trace_fields = b"traceparent: %s\r\n" % traceparent
-        holder.append(ex)
-        if request.body_exists:
-            # Buffered whole before anything goes upstream, or streamed (see request_body);
-            # a stalled or broken body raises the client's error here.
-            ex.body, ex.replayable = await request_body(request, route.max_replay)
         if route.key_of is not None:
             ex.hash_key = route.key_of(request, client_ip)
         return ex

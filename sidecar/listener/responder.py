@@ -50,7 +50,13 @@ class Responder:
         head = self._head(status, reason, fields, b"Content-Length: %d\r\n" % len(body))
         if self.current is not None and self.current.method == "HEAD":
             body = b""
-        await self._write(head + body if body else head)
+        transport = self.transport
+        if transport is None:
+            raise ConnectionResetError("client went away")
+        transport.write(head + body if body else head)
+        ready = self._write_ready
+        if ready is not None and not ready.done():
+            await self._wait_writable(ready)
         self.bytes_sent = len(body)
         self.finished = True
 

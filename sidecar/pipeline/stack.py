@@ -3,8 +3,8 @@
 Outermost first: Deadline → Retry → Attempt. ``LAYER_ORDER`` names that order; a test
 pins it. Each cluster gets its own stack, built from its own settings: a policy that is
 off is not in it (no total timeout: no Deadline layer; no retries: no Retry layer; no
-per-try timeout: the Attempt layer arms no timer), so it costs nothing per request. A changed policy means a new stack; requests in flight finish
-on the one they started with.
+per-try timeout: the Attempt layer arms no timer), so it costs nothing per request. A
+changed policy means a new stack; requests in flight finish on the one they started with.
 """
 
 from __future__ import annotations

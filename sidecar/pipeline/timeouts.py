@@ -53,7 +53,10 @@ class Ticket:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: object, tb: object) -> None:
         # Like asyncio.timeout: this timeout's own cancellation leaves as TimeoutError.
-        if self.settle(cancelled=exc_type is asyncio.CancelledError):
+        self.settled = True
+        if not self.fired:  # the usual case, without a call: ``settle`` inlined
+            return
+        if self.task.uncancel() <= self._cancelling and exc_type is asyncio.CancelledError:
             raise TimeoutError from None
 
     def settle(self, cancelled: bool) -> bool:
@@ -86,6 +89,7 @@ class TimeoutQueue:
         return ticket
 
     def enqueue(self, ticket: Ticket) -> None:
+        ticket._queue = None
         ticket.deadline = self._loop.time() + self.delay
         entries = self._entries
         while entries and entries[0].settled:
@@ -127,7 +131,12 @@ class TimeoutQueues:
         self._queues: dict[float, TimeoutQueue] = {}
 
     def arm(self, delay: float, task: asyncio.Task[object]) -> Ticket:
-        return self._queue_for(delay, task).arm(task)
+        queue = self._queues.get(delay)
+        if queue is None or queue._loop is not task.get_loop():
+            queue = self._queue(delay, task.get_loop())
+        ticket = Ticket(queue, task)
+        queue.enqueue(ticket)
+        return ticket
 
     def ticket(self, delay: float, task: asyncio.Task[object]) -> Ticket:
         """An unarmed ticket: it runs from its ``arm()``."""

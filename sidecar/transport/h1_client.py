@@ -109,14 +109,12 @@ class H1Response:
             return b""
         try:
             data = await conn.next_chunk()
-            if data:
-                more = await conn.next_chunk()
-                if more:
-                    parts = [data, more]
-                    while more := await conn.next_chunk():
-                        parts.append(more)
-                    data = b"".join(parts)
-                # else the usual case: the whole body came with the headers
+            if data and not conn.message_done:
+                parts = [data]
+                while more := await conn.next_chunk():
+                    parts.append(more)
+                data = b"".join(parts)
+            # else the usual case: the whole body came with the headers
         except ProxyError as exc:
             self._broken(exc)
             raise

@@ -214,7 +214,16 @@ class H1Connection(asyncio.Protocol):
         while not self._headers_done:
             if self._error is not None:
                 raise self._error
-            await self._wait()
+            waiter = self._waiter = self._loop.create_future()
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+
+    @property
+    def message_done(self) -> bool:
+        """The whole answer arrived (its body may still wait in ``next_chunk``)."""
+        return self._message_done
 
     async def next_chunk(self) -> bytes:
         """The body bytes received so far (b"" once the body ended)."""

@@ -49,7 +49,7 @@ def test_parse_accepts_what_the_propagator_accepts(value: str) -> None:
 def test_field_is_what_the_propagator_reads_back() -> None:
     line = field(int(TRACE, 16), int(PARENT, 16), 0x01)
     assert line == f"traceparent: 00-{TRACE}-{PARENT}-01\r\n".encode()
-    name, _, value = line.decode().rstrip("\r\n").partition(": ")
+    _, _, value = line.decode().rstrip("\r\n").partition(": ")
     assert parse(value.encode()) == (int(TRACE, 16), int(PARENT, 16), 1)
 
 
