@@ -38,6 +38,7 @@ from sidecar.admin_reply import (
 from sidecar.cluster import Cluster
 from sidecar.config import redacted
 from sidecar.config.schema import Config
+from sidecar.endpoint_state import endpoint_state
 from sidecar.events import EventBus
 from sidecar.listener.h1_server import H1Connection
 from sidecar.listener.request import DownstreamRequest
@@ -188,6 +189,7 @@ def cluster_view(cluster: Cluster, watch: Any) -> dict[str, Any]:
         total = st.successes + st.failures
         view: dict[str, Any] = {
             "id": endpoint_id,
+            "name": ep.name,
             "address": ep.address,
             "port": ep.port,
             "weight": ep.weight,
@@ -196,6 +198,7 @@ def cluster_view(cluster: Cluster, watch: Any) -> dict[str, Any]:
             "in_flight": st.in_flight,
             "requests": total,
             "success_rate": round(st.successes / total, 4) if total else None,
+            "state": endpoint_state(cluster, endpoint_id),
             "available": cluster.available(endpoint_id),
             "health": ("healthy" if cluster.health.is_healthy(endpoint_id) else "unhealthy")
             if cluster.health is not None
