@@ -80,8 +80,7 @@ class SidecarView(Protocol):
     @property
     def ready(self) -> bool: ...
 
-    @property
-    def draining(self) -> bool: ...
+    def readiness(self) -> str | None: ...
 
     async def reload(self) -> ReloadOutcome: ...
 
@@ -129,15 +128,9 @@ def sidecar_routes(sidecar: SidecarView) -> dict[str, AdminRoute | Post]:
         return text_reply("live\n")
 
     async def ready(request: DownstreamRequest) -> AdminReply:
-        if sidecar.ready:
+        reason = sidecar.readiness()
+        if reason is None:
             return text_reply("ready\n")
-        waiting = [n for n, s in sidecar.sources.items() if not s.watch.ready]
-        if sidecar.draining:
-            reason = "draining"
-        elif waiting:
-            reason = f"waiting for endpoints of: {', '.join(waiting)}"
-        else:
-            reason = "starting"
         return text_reply(f"not ready: {reason}\n", 503)
 
     async def clusters(request: DownstreamRequest) -> AdminReply:

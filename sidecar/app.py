@@ -47,6 +47,7 @@ from sidecar.health_check import HealthChecker
 from sidecar.listener.h1_server import Handler
 from sidecar.local_cluster import LOCAL_CLUSTER, local_upstream
 from sidecar.proxy import ProxyHandler
+from sidecar.readiness import ReadinessLog, not_ready_because
 from sidecar.routing import Route, Router, RouteTable, Routing, by_host, fixed
 from sidecar.telemetry.admin_routes import telemetry_routes
 from sidecar.telemetry.telemetry import Telemetry
@@ -100,6 +101,8 @@ class Sidecar:
         self.reloader = (
             Reloader(config_path, self.apply, self.events) if config_path is not None else None
         )
+        self._routed: tuple[str, ...] = ()  # the upstreams of the route table in use
+        self.readiness_log = ReadinessLog(self.readiness, self.events, ready_detail=self._listening)
 
     # -- views (the admin listener and telemetry read these) --------------------------
 
@@ -121,7 +124,17 @@ class Sidecar:
 
     @property
     def ready(self) -> bool:
-        return self.state.ready and all(s.watch.ready for s in self.sources.values())
+        return self.readiness() is None
+
+    def readiness(self) -> str | None:
+        """Why ``/ready`` answers 503 (``sidecar.readiness``), or None when it answers 200."""
+        clusters = self.clusters
+        waiting = (
+            n for n in self._routed if (c := clusters.get(n)) is not None and c.snapshot is None
+        )
+        return not_ready_because(
+            started=self.state.ready, draining=self.state.draining, waiting=waiting
+        )
 
     @property
     def draining(self) -> bool:
@@ -143,10 +156,10 @@ class Sidecar:
         await self.apply(self.config)
         await self._register()
         self.state.ready = True
-        log.info(
-            "pilotfish ready: %s",
-            ", ".join(f"{n}={lst.address}:{lst.port}" for n, lst in self.listeners.items()),
-        )
+        self.readiness_log.started()
+
+    def _listening(self) -> str:
+        return ", ".join(f"{n}={lst.address}:{lst.port}" for n, lst in self.listeners.items())
 
     async def reload(self) -> ReloadOutcome:
         """Read the config file again and apply it (SIGHUP, ``POST /reload``)."""
@@ -172,6 +185,7 @@ class Sidecar:
             await self.listener_manager.abort(binding)
             raise
         self.routing.table = self._route_table(config)
+        self._routed = tuple(u.name for u in self._upstreams(config))
         await self.listener_manager.commit(binding, config.listeners, config.drain_timeout)
         admin = binding.new.get("admin")
         if admin is not None:
@@ -186,6 +200,7 @@ class Sidecar:
         self.version += 1
         self.config_hash = _hash(config)
         self.loaded_at = time.time()
+        self.readiness_log.check()
         return summary
 
     async def _follow(self, old: Config, new: Config) -> None:
@@ -297,6 +312,7 @@ class Sidecar:
     async def stop(self) -> None:
         self.state.ready = False
         self.state.draining = True
+        self.readiness_log.check()
         if self.reloader is not None:
             await self.reloader.close()
         # Callers learn from Consul first, then in-flight requests drain.
