@@ -31,6 +31,7 @@ FIELDS = (
     "duration_ms",
     "upstream_cluster",
     "upstream_endpoint",
+    "upstream_endpoint_name",
     "attempts",
     "response_flags",
     "trace_id",
