@@ -50,6 +50,7 @@ from sidecar.proxy import ProxyHandler
 from sidecar.readiness import ReadinessLog, not_ready_because
 from sidecar.routing import Route, Router, RouteTable, Routing, by_host, fixed
 from sidecar.telemetry.admin_routes import telemetry_routes
+from sidecar.telemetry.history import History
 from sidecar.telemetry.telemetry import Telemetry
 
 if TYPE_CHECKING:
@@ -102,6 +103,8 @@ class Sidecar:
             Reloader(config_path, self.apply, self.events) if config_path is not None else None
         )
         self._routed: tuple[str, ...] = ()  # the upstreams of the route table in use
+        self.history = History(self.observer.metrics, lambda: self.clusters, self.events)
+        self._history_task: asyncio.Task[None] | None = None
         self.readiness_log = ReadinessLog(self.readiness, self.events, ready_detail=self._listening)
 
     # -- views (the admin listener and telemetry read these) --------------------------
@@ -153,10 +156,12 @@ class Sidecar:
 
     async def start(self) -> None:
         self.observer.open(self)
+        self.history.prime()
         await self.apply(self.config)
         await self._register()
         self.state.ready = True
         self.readiness_log.started()
+        self._history_task = asyncio.create_task(self.history.run(), name="history")
 
     def _listening(self) -> str:
         return ", ".join(f"{n}={lst.address}:{lst.port}" for n, lst in self.listeners.items())
@@ -265,7 +270,9 @@ class Sidecar:
 
     def _handler(self, name: str) -> Handler:
         if name == "admin":
-            admin = AdminHandler({**sidecar_routes(self), **telemetry_routes(self.observer)})
+            admin = AdminHandler(
+                {**sidecar_routes(self), **telemetry_routes(self.observer, self.history)}
+            )
             return admin
         return ProxyHandler(
             name, self.routing, observer=self.observer, report_attempts=name != "inbound"
@@ -313,6 +320,10 @@ class Sidecar:
         self.state.ready = False
         self.state.draining = True
         self.readiness_log.check()
+        if self._history_task is not None:
+            self._history_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._history_task
         if self.reloader is not None:
             await self.reloader.close()
         # Callers learn from Consul first, then in-flight requests drain.
