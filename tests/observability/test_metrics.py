@@ -102,18 +102,8 @@ async def test_counters_follow_requests_retries_and_an_ejection(backends, sideca
     assert after.value("pilotfish_endpoint_ejected", **named_bad) == 1
     assert after.value("pilotfish_endpoint_ejected", **named_good) == 0
     assert after.value("pilotfish_cluster_endpoints_available", cluster="api") == 1
-    assert (
-        after.value(
-            "pilotfish_endpoint_breaker_state", **named_good, state="closed"
-        )
-        == 1
-    )
-    assert (
-        after.value(
-            "pilotfish_endpoint_breaker_state", **named_good, state="open"
-        )
-        == 0
-    )
+    assert after.value("pilotfish_endpoint_breaker_state", **named_good, state="closed") == 1
+    assert after.value("pilotfish_endpoint_breaker_state", **named_good, state="open") == 0
     assert after.value("pilotfish_cluster_panic", cluster="api") == 0
     # 1 retry/s over the 10 s window, three of them spent
     assert before.value("pilotfish_cluster_retry_budget_remaining", cluster="api") == 10
