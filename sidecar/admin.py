@@ -1,9 +1,12 @@
 """The admin listener: liveness, readiness, cluster state and the effective config.
 
-Loopback by default. ``/ready`` is 503 until the listeners are up and every cluster had a
-first endpoint snapshot, and again from the moment shutdown starts. A discovery outage
-after the first snapshot does not make the sidecar unready: it serves the last good one.
-``/config`` is the running configuration (secrets redacted) with its version and hash;
+Loopback by default. ``/ready`` is 503 until the listeners are up and every routed cluster
+had a first endpoint snapshot, and again from the moment shutdown starts; it answers with
+the sidecar's own reason (``sidecar.readiness``), the one its log line gives. A discovery
+outage after the first snapshot does not make the sidecar unready: it serves the last good
+one. ``/clusters`` names each endpoint and gives its state in the words of
+``sidecar.endpoint_state``. ``/config`` is the running configuration (secrets redacted)
+with its version and hash;
 ``/events`` the last state changes; ``POST /reload`` reads the config file again and
 applies it, for loopback peers only.
 

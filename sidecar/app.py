@@ -1,7 +1,9 @@
 """``Sidecar``: the one owner of the running configuration, and the order things happen in.
 
 Start is ``apply`` of the configuration onto an empty sidecar, then the Consul
-registration; a reload (``reload``) is ``apply`` again with the file read anew. ``apply``:
+registration; then readiness is told (``ReadinessLog``, again each time ``/ready`` turns)
+and the history of the admin page's charts is sampled from then on. A reload (``reload``)
+is ``apply`` again with the file read anew. ``apply``:
 
 1. opens the sockets of listeners that are new or moved, not yet accepting (a reload that
    cannot bind stops here, having changed nothing);

@@ -133,7 +133,8 @@ class History:
 
     async def run(self) -> None:
         """Sample every ``interval`` seconds until cancelled."""
-        self.prime()
+        if self._last is None:
+            self.prime()
         while True:
             await asyncio.sleep(self.interval)
             self.sample()
