@@ -189,3 +189,32 @@ async def test_reloads_tell_readiness_only_when_ready_answers_otherwise(
             await other.stop()
     finally:
         await sidecar.stop()
+
+
+async def test_a_reload_that_replaces_discovery_keeps_the_endpoints_and_the_sidecar_ready(
+    tmp_path: Path, backends, caplog: pytest.LogCaptureFixture, unused_tcp_port: int
+) -> None:
+    (b,) = await backends(1)
+    path = tmp_path / "pilotfish.yaml"
+    path.write_text(config_yaml([{"name": "api", "discovery": {"static": [b.address]}}]))
+    sidecar = Sidecar(load_file(path, environ={}), config_path=str(path))
+    await sidecar.start()
+    caplog.set_level(logging.INFO)
+    try:
+        lost = {
+            "dns_srv": {
+                "name": "_api._tcp.service.consul",
+                "nameservers": [f"127.0.0.1:{unused_tcp_port}"],
+                "timeout": "100ms",
+            }
+        }
+        path.write_text(config_yaml([{"name": "api", "discovery": lost}]))
+        assert (await reload(sidecar))["applied"]
+        await eventually(lambda: any(e.kind == "discovery_failing" for e in sidecar.events.history))
+        failing = next(e for e in sidecar.events.history if e.kind == "discovery_failing")
+        # What the cluster routes with is what is served: the endpoints found before.
+        assert failing.detail.endswith("; keeping the last 1 endpoint")
+        assert await ready_answer(sidecar) == (200, "ready\n")
+        assert readiness_lines(caplog) == []
+    finally:
+        await sidecar.stop()
