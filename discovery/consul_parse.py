@@ -14,7 +14,10 @@ Rules (one instance = one entry of the JSON array):
   applicable weight is 0 gets no traffic and is dropped;
 * ``Service.Port`` absent (Consul omits a 0 port) -> the instance cannot be dialled: dropped;
 * ``tags``: every requested tag must be on the instance;
-* ``Service.Tags`` and ``Service.Meta`` are kept on the Endpoint.
+* ``Service.Tags`` and ``Service.Meta`` are kept on the Endpoint;
+* the endpoint's name is ``Service.ID``, or ``Node.Node`` when the ID is absent or just the
+  service's name (what Consul assigns a registration that gave no ID, so it tells instances
+  apart by node only); with neither, the endpoint is named by its ``host:port``.
 
 Keys are matched case-insensitively (exact spelling first), as Consul's own decoder does; the
 documented samples spell some nested keys in lower case.
@@ -94,7 +97,16 @@ def _parse_entry(entry: object, position: int, *, passing_only: bool) -> Endpoin
         weight=weight,
         tags=_string_list(_field(service, "Tags"), f"{where}.Service.Tags"),
         meta=_string_map(_field(service, "Meta"), f"{where}.Service.Meta"),
+        name=_instance_name(node, service, where),
     )
+
+
+def _instance_name(node: Mapping[str, object], service: Mapping[str, object], where: str) -> str:
+    service_id = _optional_str(_field(service, "ID"), f"{where}.Service.ID")
+    service_name = _optional_str(_field(service, "Service"), f"{where}.Service.Service")
+    if service_id and service_id != service_name:
+        return service_id
+    return _optional_str(_field(node, "Node"), f"{where}.Node.Node") or ""
 
 
 def _checks(value: object, where: str) -> list[tuple[str, str]]:

@@ -12,8 +12,9 @@ One long-lived loop of blocking reads of ``/v1/health/service/<name>``:
   ignores a snapshot with unchanged content, and this loop logs nothing on such a wake-up;
 * any failure (unreachable, timeout, 5xx, 403, malformed JSON or entries) keeps the last good
   snapshot, is recorded with ``watch.fail``, and is retried after a capped, jittered
-  exponential backoff. One warning is logged when an outage starts, one info line when it
-  ends; the ACL token never appears in either.
+  exponential backoff. The watch tells once when an outage starts and once when it ends
+  (``Watch.on_outage``: a log line unless the sidecar takes it as an event); the ACL token
+  never appears in either.
 
 ``tags``: the first tag is sent to Consul as ``?tag=`` (python-consul2 passes only one); every
 tag is then checked on each instance, so all of them must be present.
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import random
 import time
 from collections.abc import Sequence
@@ -39,8 +39,6 @@ from discovery.model import EndpointSet
 from discovery.watch import Watch, endpoint_watch
 from resilience.backoff import JitteredBackoff
 from resilience.clock import MONOTONIC, Clock
-
-log = logging.getLogger(__name__)
 
 BURST = 2
 # Seconds per token. Consul's documentation suggests degrading to a read every ~15 s under
@@ -117,18 +115,8 @@ class ConsulHealthWatcher:
                     await self._closed.wait()
 
     def _failed(self, message: str) -> None:
-        if self.watch.fail(message):
-            log.warning("consul service %r: keeping last endpoints; %s", self.service, message)
+        self.watch.fail(message)  # the watch tells when an outage starts
 
     def _succeeded(self, snapshot: EndpointSet) -> None:
-        recovering = self.watch.failing
         self._backoff.reset()
-        self.watch.publish(snapshot, now=time.time())
-        if recovering:
-            n = len(snapshot)
-            log.info(
-                "consul service %r: recovered, %d endpoint%s",
-                self.service,
-                n,
-                "" if n == 1 else "s",
-            )
+        self.watch.publish(snapshot, now=time.time())  # and when it ends

@@ -16,7 +16,8 @@ Rules:
   only of such records is a valid empty snapshot;
 * a target with no address is left out; if SRV records exist but none resolves, that is an
   error (the caller keeps its last good snapshot);
-* SRV port 0 cannot be dialled: the record is left out.
+* SRV port 0 cannot be dialled: the record is left out;
+* an endpoint is named by its SRV target (every address of a target shares its name).
 
 Invariant: for any input the result is an ``EndpointSet`` or a ``DiscoveryError``; nothing
 else escapes. The refresh delay is the smallest TTL of the records used, clamped.
@@ -63,6 +64,7 @@ def parse_srv_answer(answer: object, additional: object = ()) -> EndpointSet:
                     weight=max(record.weight, 1),
                     priority=record.priority,
                     meta={"srv_target": record.target},
+                    name=record.target,
                 )
             )
     if usable and not endpoints:

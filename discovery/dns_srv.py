@@ -12,9 +12,10 @@ Any name is accepted as is: ``web.service.consul``, ``_web._tcp.service.consul``
 
 Failures (NXDOMAIN, SERVFAIL, no answer within ``timeout``, an SRV name with no SRV records,
 malformed records) keep the last good snapshot, are recorded with ``watch.fail`` and retried
-after a capped, jittered exponential backoff; one warning per outage, one info line on
-recovery. A name that never resolved leaves the watch not ready. An A/AAAA lookup of a target
-that answers NXDOMAIN/no data just leaves that target out; any other error fails the refresh.
+after a capped, jittered exponential backoff; the watch tells once when an outage starts
+and once when it ends (``Watch.on_outage``). A name that never resolved leaves the watch
+not ready. An A/AAAA lookup of a target that answers NXDOMAIN/no data just leaves that
+target out; any other error fails the refresh.
 
 Cancelling ``run`` always ends it: its waits are ``asyncio.timeout`` blocks, never
 ``asyncio.wait_for``, which on Python 3.11 can swallow a cancellation (CPython gh-86296).
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import random
 import time
 from collections.abc import Sequence
@@ -40,8 +40,6 @@ from discovery.hostport import join_host_port, split_host_port
 from discovery.model import EndpointSet
 from discovery.watch import Watch, endpoint_watch
 from resilience.backoff import JitteredBackoff
-
-log = logging.getLogger(__name__)
 
 DNS_PORT = 53
 _NO_SUCH_RECORDS = frozenset({aiodns.error.ARES_ENOTFOUND, aiodns.error.ARES_ENODATA})
@@ -153,13 +151,8 @@ class DnsSrvSource:
             raise DiscoveryError(f"DNS {qtype} {name}: {exc}") from None
 
     def _failed(self, message: str) -> None:
-        if self.watch.fail(message):
-            log.warning("DNS SRV %r: keeping last endpoints; %s", self.name, message)
+        self.watch.fail(message)  # the watch tells when an outage starts
 
     def _succeeded(self, snapshot: EndpointSet) -> None:
-        recovering = self.watch.failing
         self._backoff.reset()
-        self.watch.publish(snapshot, now=time.time())
-        if recovering:
-            n = len(snapshot)
-            log.info("DNS SRV %r: recovered, %d endpoint%s", self.name, n, "" if n == 1 else "s")
+        self.watch.publish(snapshot, now=time.time())  # and when it ends

@@ -2,6 +2,10 @@
 
 An ``EndpointSet`` is replaced whole, never mutated. ``Endpoint.id`` (``host:port``) is the
 stable key under which health, outlier and breaker state survive a snapshot change.
+``Endpoint.name`` is what an operator calls it — a Consul service ID or node, an SRV
+target, a name given in the config — and ``host:port`` when discovery knows none. It is a
+label, not an identity: two endpoints may share a name, and a name may change while the
+endpoint (its id) and its state stay.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ class Endpoint:
     tags: tuple[str, ...] = ()
     meta: Mapping[str, str] = field(default_factory=lambda: _EMPTY, compare=False, hash=False)
     zone: str | None = None
+    name: str = ""  # "": the id
     id: str = field(init=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -38,6 +43,8 @@ class Endpoint:
         if self.weight < 1:
             raise ValueError(f"weight must be >= 1, got {self.weight}")
         object.__setattr__(self, "id", endpoint_id(self.address, self.port))
+        if not self.name:
+            object.__setattr__(self, "name", self.id)
         if not isinstance(self.meta, MappingProxyType):
             object.__setattr__(self, "meta", MappingProxyType(dict(self.meta)))
 

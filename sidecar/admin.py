@@ -1,9 +1,12 @@
 """The admin listener: liveness, readiness, cluster state and the effective config.
 
-Loopback by default. ``/ready`` is 503 until the listeners are up and every cluster had a
-first endpoint snapshot, and again from the moment shutdown starts. A discovery outage
-after the first snapshot does not make the sidecar unready: it serves the last good one.
-``/config`` is the running configuration (secrets redacted) with its version and hash;
+Loopback by default. ``/ready`` is 503 until the listeners are up and every routed cluster
+had a first endpoint snapshot, and again from the moment shutdown starts; it answers with
+the sidecar's own reason (``sidecar.readiness``), the one its log line gives. A discovery
+outage after the first snapshot does not make the sidecar unready: it serves the last good
+one. ``/clusters`` names each endpoint and gives its state in the words of
+``sidecar.endpoint_state``. ``/config`` is the running configuration (secrets redacted)
+with its version and hash;
 ``/events`` the last state changes; ``POST /reload`` reads the config file again and
 applies it, for loopback peers only.
 
@@ -38,6 +41,7 @@ from sidecar.admin_reply import (
 from sidecar.cluster import Cluster
 from sidecar.config import redacted
 from sidecar.config.schema import Config
+from sidecar.endpoint_state import endpoint_state
 from sidecar.events import EventBus
 from sidecar.listener.h1_server import H1Connection
 from sidecar.listener.request import DownstreamRequest
@@ -79,8 +83,7 @@ class SidecarView(Protocol):
     @property
     def ready(self) -> bool: ...
 
-    @property
-    def draining(self) -> bool: ...
+    def readiness(self) -> str | None: ...
 
     async def reload(self) -> ReloadOutcome: ...
 
@@ -128,15 +131,9 @@ def sidecar_routes(sidecar: SidecarView) -> dict[str, AdminRoute | Post]:
         return text_reply("live\n")
 
     async def ready(request: DownstreamRequest) -> AdminReply:
-        if sidecar.ready:
+        reason = sidecar.readiness()
+        if reason is None:
             return text_reply("ready\n")
-        waiting = [n for n, s in sidecar.sources.items() if not s.watch.ready]
-        if sidecar.draining:
-            reason = "draining"
-        elif waiting:
-            reason = f"waiting for endpoints of: {', '.join(waiting)}"
-        else:
-            reason = "starting"
         return text_reply(f"not ready: {reason}\n", 503)
 
     async def clusters(request: DownstreamRequest) -> AdminReply:
@@ -188,6 +185,7 @@ def cluster_view(cluster: Cluster, watch: Any) -> dict[str, Any]:
         total = st.successes + st.failures
         view: dict[str, Any] = {
             "id": endpoint_id,
+            "name": ep.name,
             "address": ep.address,
             "port": ep.port,
             "weight": ep.weight,
@@ -196,6 +194,7 @@ def cluster_view(cluster: Cluster, watch: Any) -> dict[str, Any]:
             "in_flight": st.in_flight,
             "requests": total,
             "success_rate": round(st.successes / total, 4) if total else None,
+            "state": endpoint_state(cluster, endpoint_id),
             "available": cluster.available(endpoint_id),
             "health": ("healthy" if cluster.health.is_healthy(endpoint_id) else "unhealthy")
             if cluster.health is not None

@@ -32,6 +32,7 @@ EXPOSES = {
     "/clusters": "endpoint addresses and state",
     "/config": "the effective config, secrets redacted",
     "/events": "recent state changes: ejections, breakers, reloads",
+    "/history": "the last minutes of rates, errors and latencies per endpoint",
     "/reload": "config reload, for loopback peers only",
     "/metrics": "Prometheus metrics",
     "/stats": "request totals",

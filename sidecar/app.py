@@ -1,7 +1,9 @@
 """``Sidecar``: the one owner of the running configuration, and the order things happen in.
 
 Start is ``apply`` of the configuration onto an empty sidecar, then the Consul
-registration; a reload (``reload``) is ``apply`` again with the file read anew. ``apply``:
+registration; then readiness is told (``ReadinessLog``, again each time ``/ready`` turns)
+and the history of the admin page's charts is sampled from then on. A reload (``reload``)
+is ``apply`` again with the file read anew. ``apply``:
 
 1. opens the sockets of listeners that are new or moved, not yet accepting (a reload that
    cannot bind stops here, having changed nothing);
@@ -47,8 +49,10 @@ from sidecar.health_check import HealthChecker
 from sidecar.listener.h1_server import Handler
 from sidecar.local_cluster import LOCAL_CLUSTER, local_upstream
 from sidecar.proxy import ProxyHandler
+from sidecar.readiness import ReadinessLog, not_ready_because
 from sidecar.routing import Route, Router, RouteTable, Routing, by_host, fixed
 from sidecar.telemetry.admin_routes import telemetry_routes
+from sidecar.telemetry.history import History
 from sidecar.telemetry.telemetry import Telemetry
 
 if TYPE_CHECKING:
@@ -100,6 +104,10 @@ class Sidecar:
         self.reloader = (
             Reloader(config_path, self.apply, self.events) if config_path is not None else None
         )
+        self._routed: tuple[str, ...] = ()  # the upstreams of the route table in use
+        self.history = History(self.observer.metrics, lambda: self.clusters, self.events)
+        self._history_task: asyncio.Task[None] | None = None
+        self.readiness_log = ReadinessLog(self.readiness, self.events, ready_detail=self._listening)
 
     # -- views (the admin listener and telemetry read these) --------------------------
 
@@ -121,7 +129,17 @@ class Sidecar:
 
     @property
     def ready(self) -> bool:
-        return self.state.ready and all(s.watch.ready for s in self.sources.values())
+        return self.readiness() is None
+
+    def readiness(self) -> str | None:
+        """Why ``/ready`` answers 503 (``sidecar.readiness``), or None when it answers 200."""
+        clusters = self.clusters
+        waiting = (
+            n for n in self._routed if (c := clusters.get(n)) is not None and c.snapshot is None
+        )
+        return not_ready_because(
+            started=self.state.ready, draining=self.state.draining, waiting=waiting
+        )
 
     @property
     def draining(self) -> bool:
@@ -140,13 +158,15 @@ class Sidecar:
 
     async def start(self) -> None:
         self.observer.open(self)
+        self.history.prime()
         await self.apply(self.config)
         await self._register()
         self.state.ready = True
-        log.info(
-            "pilotfish ready: %s",
-            ", ".join(f"{n}={lst.address}:{lst.port}" for n, lst in self.listeners.items()),
-        )
+        self.readiness_log.started()
+        self._history_task = asyncio.create_task(self.history.run(), name="history")
+
+    def _listening(self) -> str:
+        return ", ".join(f"{n}={lst.address}:{lst.port}" for n, lst in self.listeners.items())
 
     async def reload(self) -> ReloadOutcome:
         """Read the config file again and apply it (SIGHUP, ``POST /reload``)."""
@@ -172,6 +192,7 @@ class Sidecar:
             await self.listener_manager.abort(binding)
             raise
         self.routing.table = self._route_table(config)
+        self._routed = tuple(u.name for u in self._upstreams(config))
         await self.listener_manager.commit(binding, config.listeners, config.drain_timeout)
         admin = binding.new.get("admin")
         if admin is not None:
@@ -186,6 +207,7 @@ class Sidecar:
         self.version += 1
         self.config_hash = _hash(config)
         self.loaded_at = time.time()
+        self.readiness_log.check()
         return summary
 
     async def _follow(self, old: Config, new: Config) -> None:
@@ -250,7 +272,9 @@ class Sidecar:
 
     def _handler(self, name: str) -> Handler:
         if name == "admin":
-            admin = AdminHandler({**sidecar_routes(self), **telemetry_routes(self.observer)})
+            admin = AdminHandler(
+                {**sidecar_routes(self), **telemetry_routes(self.observer, self.history)}
+            )
             return admin
         return ProxyHandler(
             name, self.routing, observer=self.observer, report_attempts=name != "inbound"
@@ -297,6 +321,11 @@ class Sidecar:
     async def stop(self) -> None:
         self.state.ready = False
         self.state.draining = True
+        self.readiness_log.check()
+        if self._history_task is not None:
+            self._history_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._history_task
         if self.reloader is not None:
             await self.reloader.close()
         # Callers learn from Consul first, then in-flight requests drain.

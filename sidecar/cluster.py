@@ -237,14 +237,14 @@ class Cluster:
         self._members = frozenset(self.member_ids)
         self._rebuild(snapshot)
         if first:
-            listed = ", ".join(self.member_ids) or "none"
+            listed = ", ".join(_label(ep) for ep in snapshot.endpoints) or "empty"
             self.events.publish("cluster_ready", cluster=self.name, detail=listed)
             return
         after = set(self.member_ids)
         for endpoint_id in sorted(after - before):
-            self.events.publish("endpoint_added", cluster=self.name, endpoint=endpoint_id)
+            self._publish("endpoint_added", endpoint_id)
         for endpoint_id in sorted(before - after):
-            self.events.publish("endpoint_removed", cluster=self.name, endpoint=endpoint_id)
+            self._publish("endpoint_removed", endpoint_id)
 
     def _rebuild(self, snapshot: EndpointSet) -> None:
         self._next = snapshot
@@ -330,12 +330,23 @@ class Cluster:
         kind = {"open": "breaker_opened", "half_open": "breaker_half_open"}.get(
             new, "breaker_closed"
         )
-        self.events.publish(kind, cluster=self.name, endpoint=endpoint_id)
+        self._publish(kind, endpoint_id)
 
     def _returned(self, endpoint_id: Hashable, why: str) -> None:
         self._panic_due = 0.0
+        self._publish("endpoint_returned", str(endpoint_id), detail=why)
+
+    def _publish(self, kind: str, endpoint_id: str, detail: str = "", **facts: object) -> None:
+        """An event about one endpoint, with the name discovery gives it."""
+        state = self.states.get(endpoint_id)
+        name = state.endpoint.name if state is not None else None
         self.events.publish(
-            "endpoint_returned", cluster=self.name, endpoint=str(endpoint_id), detail=why
+            kind,
+            cluster=self.name,
+            endpoint=endpoint_id,
+            endpoint_name=name,
+            detail=detail,
+            **facts,
         )
 
     def _load(self, endpoint_id: str) -> int:
@@ -447,13 +458,16 @@ class Cluster:
             if ejected is not None:
                 seconds = ejected.until - self._clock.now()
                 detail = f"{ejected.reason}, for {round(seconds, 1):g}s (ejection {ejected.times})"
-                self.events.publish(
+                self._publish(
                     "endpoint_ejected",
-                    cluster=self.name,
-                    endpoint=state.id,
-                    detail=detail,
+                    state.id,
+                    detail,
                     reason=ejected.reason,
                     times=ejected.times,
                 )
                 for callback in self.on_ejection:
                     callback(ejected)
+
+
+def _label(endpoint: Endpoint) -> str:
+    return endpoint.id if endpoint.name == endpoint.id else f"{endpoint.name} ({endpoint.id})"

@@ -6,7 +6,8 @@ upstream listener. With ``--chaos`` one backend is killed a third of the way in 
 revived at two thirds, so ejection, retries and recovery show up live.
 
 Every frame of the view starts with the address of the live admin page and gives each
-backend's address (the page names endpoints by address). Ctrl-C (SIGINT) or SIGTERM ends the
+backend's name (the name its static entry gives it, which the page shows too), address and
+state, in the words of ``/clusters`` and the page. Ctrl-C (SIGINT) or SIGTERM ends the
 demo early the way the end of ``--duration`` does: final frame, summary, exit 0.
 """
 
@@ -25,6 +26,7 @@ from aiohttp import web
 
 from sidecar.app import Sidecar
 from sidecar.config import load_text
+from sidecar.endpoint_state import endpoint_state
 from sidecar.runtime import run_async
 
 BACKENDS = (("alpha", 3), ("bravo", 2), ("charlie", 1))
@@ -68,7 +70,7 @@ def demo_config(backends: list[DemoBackend]) -> str:
                     "listen": "127.0.0.1:0",
                     "discovery": {
                         "static": [
-                            {"address": "127.0.0.1", "port": b.port, "weight": w}
+                            {"address": "127.0.0.1", "port": b.port, "weight": w, "name": b.name}
                             for b, (_, w) in zip(backends, BACKENDS, strict=True)
                         ]
                     },
@@ -112,11 +114,11 @@ class View:
             f"live admin page: {self.admin_page}   (Ctrl-C ends the demo)",
             "",
         ]
-        lines.append(f"  {'backend':<10}{'endpoint':<18}{'share':>8}{'requests':>10}   state")
+        lines.append(f"  {'endpoint':<10}{'address':<18}{'share':>8}{'requests':>10}   state")
         for name, endpoint_id in self.endpoints.items():
             n = self.by_backend[name]
             share = 100.0 * n / self.total if self.total else 0.0
-            state = "available" if cluster.available(endpoint_id) else "EJECTED/UNHEALTHY"
+            state = endpoint_state(cluster, endpoint_id)
             lines.append(f"  {name:<10}{endpoint_id:<18}{share:7.1f}%{n:>10}   {state}")
         statuses = "  ".join(f"{k}: {v}" for k, v in sorted(self.by_status.items()))
         lines += ["", f"  statuses  {statuses}", ""]

@@ -128,10 +128,12 @@ class HealthChecker:
         if transition is None:
             return
         cluster.availability_changed()
+        state = cluster.states.get(endpoint_id)
         cluster.events.publish(
             "endpoint_healthy" if transition.healthy else "endpoint_unhealthy",
             cluster=cluster.name,
             endpoint=endpoint_id,
+            endpoint_name=state.endpoint.name if state is not None else None,
         )
         for callback in self.on_transition:
             try:

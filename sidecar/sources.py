@@ -38,7 +38,7 @@ def build_source(upstream: UpstreamConfig, config: Config, *, rng: random.Random
         return StaticSource(
             upstream.name,
             [
-                Endpoint(e.address, e.port, weight=e.weight, priority=e.priority)
+                Endpoint(e.address, e.port, weight=e.weight, priority=e.priority, name=e.name or "")
                 for e in disc.static
             ],
         )

@@ -174,17 +174,36 @@ class ServiceConfig:
     timeouts: TimeoutsConfig = field(default_factory=lambda: TimeoutsConfig(total=60.0))
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _endpoint_name(value: str | None) -> str | None:
+    # Shown in log lines, metric labels and the admin page: one printable line.
+    if value is None:
+        return None
+    if not value.strip():
+        return "must not be empty"
+    if _CONTROL.search(value):
+        return "must not hold control characters"
+    if len(value) > 253:
+        return f"must be at most 253 characters, got {len(value)}"
+    return None
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StaticEndpointConfig:
     address: str = field()
     port: int = field(check=between(1, 65535))
     weight: int = field(1, check=at_least(1))
     priority: int = field(0, check=at_least(0))
+    name: str | None = field(None, check=_endpoint_name)  # None: named by host:port
 
 
 def _static_list(value: Any, builder: Builder, path: str) -> tuple[StaticEndpointConfig, ...]:
     if not isinstance(value, list) or not value:
-        raise ValueError("expected a non-empty list of 'host:port' or {address, port, weight}")
+        raise ValueError(
+            "expected a non-empty list of 'host:port' or {address, port, weight, priority, name}"
+        )
     out: list[StaticEndpointConfig] = []
     failed = False
     for i, item in enumerate(value):

@@ -28,6 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from discovery.source import Source
+from discovery.watch import Outage, OutageHook, served
 from resilience.clock import Clock
 from sidecar.cluster import Cluster
 from sidecar.config.schema import Config, ConsulConfig, UpstreamConfig
@@ -116,6 +117,7 @@ class ClusterManager:
         )
         source = build_source(upstream, config, rng=self._rng)
         source.watch.subscribe(cluster.update)
+        source.watch.on_outage = self._outage_events(cluster)
         transport = _transport(upstream)
         stack = self._stack(cluster, transport, upstream)
         running = Running(
@@ -149,6 +151,7 @@ class ClusterManager:
             self._stop_source(running)
             running.source = build_source(upstream, config, rng=self._rng)
             running.source.watch.subscribe(cluster.update)
+            running.source.watch.on_outage = self._outage_events(cluster)
             self.sources[upstream.name] = running.source
             if started:
                 self._start(running, source=True, checker=False)
@@ -184,6 +187,24 @@ class ClusterManager:
         running.route = Route(cluster, running.stack, upstream)
         if pieces:
             self._events.publish("cluster_changed", cluster=upstream.name, detail=", ".join(pieces))
+
+    def _outage_events(self, cluster: Cluster) -> OutageHook:
+        """A discovery outage of ``cluster``'s source, told as an event (logged once)."""
+
+        def tell(outage: Outage) -> None:
+            # What the cluster routes with: a replaced source's outage keeps the endpoints
+            # its predecessor found.
+            snapshot = cluster.snapshot
+            count = None if snapshot is None else len(snapshot)
+            if outage.failing:
+                detail = f"{outage.error}; {served(count)}"
+                self._events.publish("discovery_failing", cluster=cluster.name, detail=detail)
+            else:
+                n = count or 0
+                detail = f"{n} endpoint" if n == 1 else f"{n} endpoints"
+                self._events.publish("discovery_recovered", cluster=cluster.name, detail=detail)
+
+        return tell
 
     def _stack(self, cluster: Cluster, transport: H1Transport, upstream: UpstreamConfig) -> Handler:
         return build_stack(

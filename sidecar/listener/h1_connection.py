@@ -213,9 +213,7 @@ class H1Connection(RequestParsing, Responder, asyncio.Protocol):
                     self.keep_alive = False
                     headers = CIMultiDict({"x-pilotfish-error": InternalError.reason})
                     await self.send(500, headers, b"internal error\n")
-            if not self.finished or not (
-                request.content.at_eof or await self._drain_body(request)
-            ):
+            if not self.finished or not (request.content.at_eof or await self._drain_body(request)):
                 self.keep_alive = False
             self.current = None
             if not self.keep_alive or self.transport is None:

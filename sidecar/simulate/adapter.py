@@ -274,7 +274,8 @@ class SimCluster:
             loop, fleet, max_connections=limits.max_connections, max_pending=limits.max_pending
         )
         self.cluster = cluster = Cluster.from_config(upstream, clock=clock, rng=rng)
-        self.watch = endpoint_watch(upstream.name)
+        # Outages are the scenario's own doing, shown in its report: nothing to log.
+        self.watch = endpoint_watch(upstream.name, on_outage=None)
         self.watch.subscribe(cluster.update)
         self.names = {endpoint_id: ep.name for endpoint_id, ep in fleet.by_id.items()}
         keyed = upstream.balancer.hash_on is not None

@@ -33,6 +33,7 @@ FIELDS = (
     "duration_ms",
     "upstream_cluster",
     "upstream_endpoint",
+    "upstream_endpoint_name",
     "attempts",
     "response_flags",
     "trace_id",

@@ -1,8 +1,11 @@
-"""Admin-listener routes for telemetry: ``/metrics``, ``/stats`` and the live page at ``/``.
+"""Admin-listener routes for telemetry: ``/metrics``, ``/stats``, ``/history`` and the live
+page at ``/``.
 
 ``/metrics`` is the Prometheus text format of the sidecar's private registry. ``/stats``
 is the JSON the live page polls for request and error totals (the page turns successive
-totals into rates); cluster state it reads from ``/clusters``. The page is one
+totals into rates); cluster state it reads from ``/clusters``. ``/history`` is the last
+minutes of every cluster and endpoint, sampled (``sidecar.telemetry.history``), with the
+events of that window: what the page draws its charts and timeline from. The page is one
 self-contained HTML file shipped in ``sidecar/static``.
 
 Invariants: routes only read; the page is read from the package once per admin listener.
@@ -18,15 +21,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from sidecar.admin import HTML, AdminReply, AdminRoute, json_reply
 from sidecar.listener.request import DownstreamRequest
+from sidecar.telemetry.history import NOT_FAILURES, History
 from sidecar.telemetry.metrics import counter_values
 from sidecar.telemetry.telemetry import Telemetry
 
-# Outcomes that say nothing against the endpoint (the client left, or the sidecar refused).
-_NOT_FAILURES = frozenset(("success", "cancelled", "local_rejection"))
 
-
-def telemetry_routes(observer: object) -> dict[str, AdminRoute]:
-    """``/`` always; ``/metrics`` and ``/stats`` when ``observer`` is the sidecar's telemetry."""
+def telemetry_routes(observer: object, history: History | None = None) -> dict[str, AdminRoute]:
+    """``/`` always; ``/metrics`` and ``/stats`` when ``observer`` is the sidecar's telemetry;
+    ``/history`` when there is one."""
     page = AdminReply(
         200,
         HTML,
@@ -37,8 +39,15 @@ def telemetry_routes(observer: object) -> dict[str, AdminRoute]:
     async def admin_page(request: DownstreamRequest) -> AdminReply:
         return page
 
+    routes: dict[str, AdminRoute] = {"/": admin_page}
+    if history is not None:
+
+        async def history_route(request: DownstreamRequest) -> AdminReply:
+            return json_reply(history.as_json())
+
+        routes["/history"] = history_route
     if not isinstance(observer, Telemetry):
-        return {"/": admin_page}
+        return routes
     telemetry = observer
 
     async def metrics(request: DownstreamRequest) -> AdminReply:
@@ -47,7 +56,7 @@ def telemetry_routes(observer: object) -> dict[str, AdminRoute]:
     async def stats(request: DownstreamRequest) -> AdminReply:
         return json_reply(stats_view(telemetry))
 
-    return {"/": admin_page, "/metrics": metrics, "/stats": stats}
+    return {**routes, "/metrics": metrics, "/stats": stats}
 
 
 def stats_view(telemetry: Telemetry) -> dict[str, object]:
@@ -66,7 +75,7 @@ def stats_view(telemetry: Telemetry) -> dict[str, object]:
             endpoint, {"attempts": 0, "failures": 0}
         )
         entry["attempts"] += int(value)
-        if outcome not in _NOT_FAILURES:
+        if outcome not in NOT_FAILURES:
             entry["failures"] += int(value)
     # The process's own tasks: a number that must stay flat in a long-running sidecar.
     tasks = len(asyncio.all_tasks())

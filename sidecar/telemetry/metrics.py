@@ -236,7 +236,7 @@ class RequestMetrics:
         self.attempt_duration_metric = histogram(
             "pilotfish_upstream_attempt_duration_seconds",
             "Time from sending an attempt to the end of its response body (or its failure).",
-            ("cluster",),
+            ("cluster", "endpoint"),
         )
         self.retries_metric = counter(
             "pilotfish_upstream_retries",

@@ -6,7 +6,9 @@ in-flight counts, overflows and discovery counters are read off the live objects
 
 Invariants: reading is side-effect free apart from what the state objects do when asked
 (an outlier record or breaker whose time has passed settles, exactly as for ``/clusters``);
-an endpoint appears under its id (``host:port``); only current members are listed.
+an endpoint appears under its id (``host:port``) and, in the series read here, its name
+too (``endpoint_name``; ``pilotfish_endpoint_info`` carries it for joins with the per-request
+series); only current members are listed.
 """
 
 from __future__ import annotations
@@ -113,7 +115,7 @@ class StateCollector(Collector):
 
     def _clusters_metrics(self) -> Iterator[Metric]:
         c = ["cluster"]
-        e = ["cluster", "endpoint"]
+        e = ["cluster", "endpoint", "endpoint_name"]
         members = GaugeMetricFamily(
             "pilotfish_cluster_endpoints", "Endpoints in the current discovery snapshot.", labels=c
         )
@@ -159,6 +161,11 @@ class StateCollector(Collector):
             "Active health check verdict: 1 healthy, 0 unhealthy.",
             labels=e,
         )
+        info = GaugeMetricFamily(
+            "pilotfish_endpoint_info",
+            "1 for each endpoint of the current snapshot, labelled with its name.",
+            labels=e,
+        )
         for name, cluster in self._clusters.items():
             members.add_metric([name], len(cluster.member_ids))
             available.add_metric([name], cluster.available_count())
@@ -169,7 +176,8 @@ class StateCollector(Collector):
             overflow.add_metric([name], cluster.limit.overflows)
             for endpoint_id in cluster.member_ids:
                 state = cluster.states[endpoint_id]
-                labels = [name, endpoint_id]
+                labels = [name, endpoint_id, state.endpoint.name]
+                info.add_metric(labels, 1.0)
                 ep_in_flight.add_metric(labels, state.in_flight)
                 if state.breaker is not None:
                     current = state.breaker.state
@@ -195,6 +203,7 @@ class StateCollector(Collector):
             breaker,
             ejected,
             healthy,
+            info,
         )
 
     def _discovery_metrics(self) -> Iterator[Metric]:

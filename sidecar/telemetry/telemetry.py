@@ -302,7 +302,7 @@ class Telemetry:
         m = self.metrics
         key = (attempt.cluster, attempt.endpoint)
         m.attempts[(*key, outcome)].inc()
-        m.attempt_duration[(attempt.cluster,)].observe(attempt.duration)
+        m.attempt_duration[key].observe(attempt.duration)
         if outcome == "timeout":
             m.timeouts[key].inc()
         elif outcome == "connect_failure":
@@ -357,6 +357,7 @@ class Telemetry:
             "duration_ms": round(elapsed * 1000, 3),
             "upstream_cluster": ex.route.cluster.name if ex is not None else None,
             "upstream_endpoint": last.state.id if last is not None else None,
+            "upstream_endpoint_name": last.state.endpoint.name if last is not None else None,
             "attempts": len(ex.attempts) if ex is not None else 0,
             "response_flags": flags,
             "trace_id": trace_id,

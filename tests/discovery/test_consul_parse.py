@@ -58,6 +58,29 @@ def test_the_documented_sample_gives_one_endpoint_with_every_field_kept() -> Non
 
 
 @pytest.mark.parametrize(
+    ("changes", "name"),
+    [
+        pytest.param({"Service__ID": "redis-foobar-8000"}, "redis-foobar-8000", id="its ID"),
+        pytest.param({}, "foobar", id="the node when the ID is the service's name"),
+        pytest.param({"Service__ID": ...}, "foobar", id="the node when there is no ID"),
+        pytest.param({"Service__ID": "", "Node__Node": ...}, "10.1.10.12:8000", id="host:port"),
+    ],
+)
+def test_an_instance_is_named_by_its_service_id_or_else_its_node(
+    changes: dict[str, Any], name: str
+) -> None:
+    (endpoint,) = parse_health_service([entry(**changes)], passing_only=True).endpoints
+    assert endpoint.name == name
+    assert endpoint.id == "10.1.10.12:8000"  # the identity stays host:port
+
+
+def test_a_renamed_instance_is_a_changed_snapshot() -> None:
+    before = parse_health_service([entry(Service__ID="redis-1")], passing_only=True)
+    after = parse_health_service([entry(Service__ID="redis-2")], passing_only=True)
+    assert not after.same_content(before)
+
+
+@pytest.mark.parametrize(
     ("payload", "passing_only", "expected"),
     [
         pytest.param([], True, [], id="zero instances is a valid empty snapshot"),

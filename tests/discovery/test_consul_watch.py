@@ -130,7 +130,8 @@ async def test_a_consul_fault_keeps_the_last_good_snapshot_and_recovers(
         assert not source.watch.failing
     logs = discovery_logs(caplog)
     assert [level for level, _ in logs] == [logging.WARNING, logging.INFO]
-    assert "keeping last endpoints" in logs[0][1] and "recovered" in logs[1][1]
+    assert logs[0][1].startswith("consul:web: refresh failed, keeping the last 1 endpoint: ")
+    assert logs[1][1] == "consul:web: recovered, 2 endpoints"
 
 
 async def test_a_wake_up_without_change_publishes_and_logs_nothing(

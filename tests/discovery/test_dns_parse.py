@@ -106,6 +106,17 @@ def test_priorities_and_weights_are_kept_and_weight_zero_becomes_one() -> None:
     assert snapshot.endpoints[0].meta["srv_target"] == "a.node"
 
 
+def test_an_endpoint_is_named_by_its_srv_target() -> None:
+    answer = [srv("A.Node.", 80), srv("10.0.0.9", 81)]
+    additional = [a("a.node", "10.0.0.1"), a("a.node", "10.0.0.2")]
+    snapshot = parse_srv_answer(answer, additional)
+    assert [(e.id, e.name) for e in snapshot.endpoints] == [
+        ("10.0.0.1:80", "a.node"),
+        ("10.0.0.2:80", "a.node"),  # every address of a target shares its name
+        ("10.0.0.9:81", "10.0.0.9"),
+    ]
+
+
 @pytest.mark.parametrize(
     ("answer", "additional", "expected"),
     [

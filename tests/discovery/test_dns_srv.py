@@ -106,15 +106,30 @@ async def test_nxdomain_keeps_the_last_good_snapshot(
         assert not dns.watch.failing
     logs = discovery_logs(caplog)
     assert [level for level, _ in logs] == [logging.WARNING, logging.INFO]
+    assert logs[0][1] == (
+        f"dns:{PAYMENTS}: refresh failed, keeping the last 1 endpoint: DNS SRV {PAYMENTS}: NXDOMAIN"
+    )
+    assert logs[1][1] == f"dns:{PAYMENTS}: recovered, 1 endpoint"
 
 
-async def test_a_name_that_never_resolved_keeps_the_watch_not_ready(dnsmasq: Dnsmasq) -> None:
+async def test_a_name_that_never_resolved_keeps_the_watch_not_ready(
+    dnsmasq: Dnsmasq, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="discovery")
     await dnsmasq.start(srv=[f"{PAYMENTS},pay1.node.consul,8080,1,1"])
     dns = source(dnsmasq, "_nothing._tcp.service.consul")
     async with running(dns):
         await eventually(lambda: dns.watch.errors >= 3)
     assert not dns.watch.ready and dns.watch.value is None
     assert dns.watch.last_error == "DNS SRV _nothing._tcp.service.consul: NXDOMAIN"
+    # One line for the outage, and it does not claim endpoints it never had.
+    assert discovery_logs(caplog) == [
+        (
+            logging.WARNING,
+            "dns:_nothing._tcp.service.consul: refresh failed, no endpoints yet: "
+            "DNS SRV _nothing._tcp.service.consul: NXDOMAIN",
+        )
+    ]
 
 
 async def test_srv_records_whose_targets_do_not_resolve_are_an_outage(dnsmasq: Dnsmasq) -> None:

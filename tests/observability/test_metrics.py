@@ -22,7 +22,12 @@ async def test_counters_follow_requests_retries_and_an_ejection(backends, sideca
             [
                 {
                     "name": "api",
-                    "discovery": {"static": [bad.address, good.address]},
+                    "discovery": {
+                        "static": [
+                            {"address": "127.0.0.1", "port": bad.port, "name": "bad-one"},
+                            good.address,
+                        ]
+                    },
                     "retries": {"retry_on": ["5xx"], "budget": {"ratio": 0, "min_per_second": 1}},
                     "outlier_detection": {"consecutive_5xx": 3, "base_ejection_time": "60s"},
                 }
@@ -36,7 +41,13 @@ async def test_counters_follow_requests_retries_and_an_ejection(backends, sideca
         )
         == 0
     )
-    assert before.value("pilotfish_endpoint_ejected", cluster="api", endpoint=bad.address) == 0
+    # Series read from the state carry the endpoint's name; the info series joins it to
+    # the per-request ones.
+    named_bad = {"cluster": "api", "endpoint": bad.address, "endpoint_name": "bad-one"}
+    named_good = {"cluster": "api", "endpoint": good.address, "endpoint_name": good.address}
+    assert before.value("pilotfish_endpoint_ejected", **named_bad) == 0
+    assert before.get_value("pilotfish_endpoint_info", **named_bad) == 1
+    assert before.get_value("pilotfish_endpoint_info", **named_good) == 1
     assert before.value("pilotfish_discovery_updates_total", cluster="api") == 1
     assert before.value("pilotfish_discovery_last_success_timestamp_seconds", cluster="api") > 0
 
@@ -75,9 +86,9 @@ async def test_counters_follow_requests_retries_and_an_ejection(backends, sideca
         )
         == sent
     )
-    assert (
-        after.value("pilotfish_upstream_attempt_duration_seconds_count", cluster="api") == sent + 3
-    )
+    durations = "pilotfish_upstream_attempt_duration_seconds_count"
+    assert after.value(durations, cluster="api", endpoint=bad.address) == 3
+    assert after.value(durations, cluster="api", endpoint=good.address) == sent
     assert after.value("pilotfish_upstream_retries_total", cluster="api") == 3
     assert (
         after.value(
@@ -88,21 +99,11 @@ async def test_counters_follow_requests_retries_and_an_ejection(backends, sideca
         )
         == 1
     )
-    assert after.value("pilotfish_endpoint_ejected", cluster="api", endpoint=bad.address) == 1
-    assert after.value("pilotfish_endpoint_ejected", cluster="api", endpoint=good.address) == 0
+    assert after.value("pilotfish_endpoint_ejected", **named_bad) == 1
+    assert after.value("pilotfish_endpoint_ejected", **named_good) == 0
     assert after.value("pilotfish_cluster_endpoints_available", cluster="api") == 1
-    assert (
-        after.value(
-            "pilotfish_endpoint_breaker_state", cluster="api", endpoint=good.address, state="closed"
-        )
-        == 1
-    )
-    assert (
-        after.value(
-            "pilotfish_endpoint_breaker_state", cluster="api", endpoint=good.address, state="open"
-        )
-        == 0
-    )
+    assert after.value("pilotfish_endpoint_breaker_state", **named_good, state="closed") == 1
+    assert after.value("pilotfish_endpoint_breaker_state", **named_good, state="open") == 0
     assert after.value("pilotfish_cluster_panic", cluster="api") == 0
     # 1 retry/s over the 10 s window, three of them spent
     assert before.value("pilotfish_cluster_retry_budget_remaining", cluster="api") == 10

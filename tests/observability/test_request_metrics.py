@@ -108,17 +108,18 @@ def test_counters_are_exported_as_total_with_their_label_values() -> None:
 def test_a_histogram_is_exported_with_cumulative_buckets_inf_count_and_sum() -> None:
     registry, m = fresh()
     for value in OBSERVED:
-        m.attempt_duration[("api",)].observe(value)
+        m.attempt_duration[("api", "10.0.0.1:80")].observe(value)
     lines = exposition(registry)
     assert "# TYPE pilotfish_upstream_attempt_duration_seconds histogram" in lines
     name = "pilotfish_upstream_attempt_duration_seconds"
     buckets = [line for line in lines if line.startswith(f"{name}_bucket")]
     expected = [
-        f'{name}_bucket{{cluster="api",le="{le}"}} {float(cumulative(OBSERVED, bound))}'
+        f'{name}_bucket{{cluster="api",endpoint="10.0.0.1:80",le="{le}"}} '
+        f"{float(cumulative(OBSERVED, bound))}"
         for le, bound in [(repr(b), b) for b in LATENCY_BUCKETS] + [("+Inf", math.inf)]
     ]
     assert buckets == expected
-    assert f'{name}_count{{cluster="api"}} {float(len(OBSERVED))}' in lines
+    assert f'{name}_count{{cluster="api",endpoint="10.0.0.1:80"}} {float(len(OBSERVED))}' in lines
     sum_line = next(line for line in lines if line.startswith(f"{name}_sum"))
     assert float(sum_line.rsplit(" ", 1)[1]) == pytest.approx(sum(OBSERVED))
 

@@ -102,6 +102,26 @@ upstreams:
     ]
 
 
+def test_a_static_entry_may_be_named_and_a_bad_name_is_refused_by_path():
+    cfg = load_text(
+        "service: {name: s, port: 1}\nupstreams: [{name: a, listen: 'h:1', discovery: "
+        "{static: [10.0.0.5:80, {address: 10.0.0.6, port: 80, name: billing-b}]}}]",
+        environ={},
+    )
+    static = cfg.upstreams[0].discovery.static
+    assert static is not None and [e.name for e in static] == [None, "billing-b"]
+    errors = errors_of(
+        "service: {name: s, port: 1}\nupstreams: [{name: a, listen: 'h:1', discovery: "
+        "{static: [{address: a, port: 1, name: ' '}, {address: b, port: 1, name: \"x\\ty\"},"
+        " {address: c, port: 1, name: [x]}]}}]"
+    )
+    assert errors == [
+        "upstreams[0].discovery.static[0].name: must not be empty",
+        "upstreams[0].discovery.static[1].name: must not hold control characters",
+        "upstreams[0].discovery.static[2].name: expected a string, got a list",
+    ]
+
+
 @pytest.mark.parametrize(
     ("snippet", "expected"),
     [
